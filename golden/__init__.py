@@ -1,0 +1,1 @@
+"""golden: builds, validates and publishes golden Debian VM images."""

@@ -1,0 +1,96 @@
+"""Stage provision: Packer's qemu builder boots the disk and runs provision/.
+
+The first boot is a direct kernel boot (-kernel/-initrd from the rootfs)
+because the disk has no bootloader yet; the first provisioning step installs
+GRUB so that the image boots by itself afterwards. Networking is QEMU user
+mode with `restrict=on` (no route out) and the SSH forward bound to
+127.0.0.1 only: provisioning is hermetic.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from golden.runner import BuildLog
+from golden.spec import ImageSpec
+
+PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
+UPLOAD_DIR = "/tmp/golden"
+# Run in this order inside the guest, as root.
+PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "90-seal.sh"]
+
+
+def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, root_uuid: str,
+                    accelerator: str, output_dir: Path, files_dir: Path, ssh_key: Path,
+                    serial_log: Path) -> dict:
+    qemuargs = [
+        ["-kernel", str(kernel)],
+        ["-initrd", str(initrd)],
+        ["-append", f"root=UUID={root_uuid} rw console=ttyS0,115200"],
+        ["-netdev", "user,id=user.0,restrict=on,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"],
+        ["-device", "virtio-net,netdev=user.0"],
+        ["-serial", f"file:{serial_log}"],
+    ]
+    return {
+        "builders": [{
+            "type": "qemu",
+            "accelerator": accelerator,
+            "disk_image": True,
+            "iso_url": str(disk),
+            "iso_checksum": "none",
+            "use_backing_file": False,
+            "skip_resize_disk": True,
+            "format": "qcow2",
+            "disk_interface": "virtio",
+            "disk_discard": "unmap",
+            "disk_detect_zeroes": "unmap",
+            "output_directory": str(output_dir),
+            "vm_name": f"{spec.name}.qcow2",
+            "memory": spec.vm.memory,
+            "cpus": spec.vm.cpus,
+            "headless": True,
+            "vnc_bind_address": "127.0.0.1",
+            "qemuargs": qemuargs,
+            "boot_wait": "0s",
+            "communicator": "ssh",
+            "ssh_host": "127.0.0.1",
+            "ssh_username": "vagrant",
+            "ssh_private_key_file": str(ssh_key),
+            "ssh_timeout": "15m",
+            "shutdown_command": "sudo systemctl poweroff",
+            "shutdown_timeout": "10m",
+        }],
+        "provisioners": [
+            {"type": "shell", "inline": [f"rm -rf {UPLOAD_DIR}", f"mkdir -p {UPLOAD_DIR}"]},
+            {"type": "file", "source": f"{files_dir}/", "destination": UPLOAD_DIR},
+            {
+                "type": "shell",
+                "execute_command": "chmod +x {{ .Path }}; sudo -E {{ .Vars }} {{ .Path }}",
+                "environment_vars": [f"GOLDEN_FILES={UPLOAD_DIR}", f"GOLDEN_ROOT_UUID={root_uuid}"],
+                "scripts": [str(PROVISION_DIR / step) for step in PROVISION_STEPS],
+            },
+        ],
+    }
+
+
+def write_template(template: dict, path: Path) -> Path:
+    path.write_text(json.dumps(template, indent=2) + "\n")
+    return path
+
+
+def validate(template_path: Path, log: BuildLog) -> None:
+    log.run(["packer", "validate", template_path], env=packer_env(template_path.parent))
+
+
+def packer_env(work_dir: Path) -> dict:
+    import os
+    env = dict(os.environ)
+    env.update({"PACKER_CACHE_DIR": str(work_dir / "packer_cache"),
+                "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1",
+                "PACKER_LOG": "1", "PACKER_LOG_PATH": str(work_dir / "packer-debug.log")})
+    return env
+
+
+def run_packer(template_path: Path, log: BuildLog) -> None:
+    log.run(["packer", "build", "-color=false", "-on-error=cleanup", template_path],
+            cwd=template_path.parent, env=packer_env(template_path.parent))

@@ -1,0 +1,56 @@
+"""Stage rootfs: mmdebstrap of the spec's suite with every package installed.
+
+Installing here runs at native speed; the VM boot later only configures and
+seals. Output directory: rootfs.tar, packages.tsv (name, version), and the
+kernel and initrd used for the first (direct kernel) boot.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from golden.runner import BuildLog
+from golden.spec import ImageSpec
+
+PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
+CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
+# The base every image needs to boot, log in and be provisioned.
+BASE_PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
+                 "sudo", "grub-pc", "iproute2"]
+# Documentation, man pages and foreign locales are not installed at all.
+DPKG_OPTIONS = [
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+]
+
+
+def all_packages(spec: ImageSpec) -> list[str]:
+    return sorted(set(BASE_PACKAGES) | set(spec.packages))
+
+
+def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path) -> list[str]:
+    cmd = ["mmdebstrap", f"--variant={spec.base.variant}",
+           f"--components={','.join(spec.base.components)}",
+           f"--include={','.join(all_packages(spec))}"]
+    cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
+    cmd += [
+        f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}',
+        f"--customize-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\n' > {out_dir}/packages.tsv",
+        f'--customize-hook=cp -L "$1/vmlinuz" {out_dir}/vmlinuz',
+        f'--customize-hook=cp -L "$1/initrd.img" {out_dir}/initrd.img',
+        spec.base.suite, str(out_dir / "rootfs.tar"), spec.base.mirror,
+    ]
+    return cmd
+
+
+def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildLog) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.run(mmdebstrap_command(spec, out_dir, login_pubkey))
+
+
+def read_packages(out_dir: Path) -> dict[str, str]:
+    lines = (out_dir / "packages.tsv").read_text().splitlines()
+    return dict(line.split("\t", 1) for line in lines if line)

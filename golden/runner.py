@@ -1,0 +1,66 @@
+"""Running tools with their full output in build.log, and timing stages."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from golden.errors import GoldenError
+
+
+class BuildLog:
+    """Appends every tool's output to one log file; prints stage progress."""
+
+    def __init__(self, path: Path, echo=sys.stdout):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self.started = time.monotonic()
+        self.stage_seconds: dict[str, float] = {}
+
+    def write(self, text: str) -> None:
+        with self.path.open("a") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        line = f"[{elapsed:6.1f}s] {text}"
+        print(line, file=self.echo, flush=True)
+        self.write(line)
+
+    @contextmanager
+    def stage(self, name: str):
+        self.say(f"==> {name}")
+        start = time.monotonic()
+        yield
+        seconds = round(time.monotonic() - start, 1)
+        self.stage_seconds[name] = seconds
+        self.say(f"<== {name} done in {seconds}s")
+
+    def run(self, cmd: list, cwd=None, env=None, input: str | None = None, tail: int = 15) -> None:
+        """Runs cmd with stdout+stderr appended to the log; on failure raises
+        GoldenError with the last lines of its output."""
+        self.write(f"$ {shlex.join(str(c) for c in cmd)}" + (f" <<EOF\n{input}EOF" if input else ""))
+        with self.path.open("a") as f:
+            offset = f.tell()
+            proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True,
+                                  input=input, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        if proc.returncode != 0:
+            with self.path.open() as f:
+                f.seek(offset)
+                last = f.read().splitlines()[-tail:]
+            detail = "\n    ".join(last)
+            raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
+                              f"full log: {self.path}\n    {detail}")
+
+
+def capture(cmd: list[str]) -> str:
+    """Output of a quick query command; raises GoldenError on failure."""
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise GoldenError(f"{shlex.join(str(c) for c in cmd)} failed: {proc.stderr.strip()}")
+    return proc.stdout

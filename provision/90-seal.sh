@@ -1,0 +1,16 @@
+#!/bin/sh
+# Seals the image: nothing host-specific or secret stays behind.
+set -eu
+rm -rf "$GOLDEN_FILES"
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+# An empty machine-id makes systemd generate a fresh one on each host's first boot.
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+# golden-ssh-hostkeys.service makes new host keys on first boot.
+rm -f /etc/ssh/ssh_host_*
+journalctl --rotate >/dev/null 2>&1 || true
+rm -rf /var/log/journal/*
+find /var/log -type f -exec truncate -s 0 {} +
+rm -rf /tmp/* /var/tmp/* /root/.bash_history /home/vagrant/.bash_history
+fstrim -v /

@@ -1,0 +1,45 @@
+#!/bin/sh
+# mmdebstrap customize hook, run on the host: $1 = the new root, $2 = the
+# public key Packer and Vagrant first log in with (Vagrant's insecure key,
+# which `vagrant up` replaces). Only what the first boot needs to reach SSH
+# lives here; everything else is configured during provisioning.
+set -eu
+root=$1
+pubkey=$2
+
+chroot "$root" useradd --create-home --shell /bin/bash --user-group vagrant
+chroot "$root" usermod --password '*' vagrant   # key login only
+install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
+install -m 0600 -o 1000 -g 1000 "$pubkey" "$root/home/vagrant/.ssh/authorized_keys"
+echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$root/etc/sudoers.d/vagrant"
+chmod 0440 "$root/etc/sudoers.d/vagrant"
+
+cat > "$root/etc/systemd/network/80-golden-dhcp.network" <<'UNIT'
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+UNIT
+chroot "$root" systemctl enable systemd-networkd.service
+
+# Host keys are removed when the image is sealed; each host makes its own.
+cat > "$root/etc/systemd/system/golden-ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate this host's SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target ssh.service
+UNIT
+chroot "$root" systemctl enable golden-ssh-hostkeys.service
+
+
+# Not the build host's name: provisioning sets the spec's hostname.
+echo localhost > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"

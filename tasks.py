@@ -1,0 +1,5 @@
+from invoke import task
+
+@task
+def hello(c):
+    print("hi")
