@@ -1,0 +1,158 @@
+"""./inv build: runs the stages of design.md for one image spec.
+
+artifacts/<name>/.<version>.partial/ holds a build in progress; it is renamed
+to artifacts/<name>/<version>/ only when every stage has succeeded, then
+`latest` is pointed at it. A failed build keeps only its build.log there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from golden import disk, package, packer, rootfs
+from golden.accel import probe_accelerator
+from golden.cache import cached_stage, hash_files, stage_key
+from golden.errors import GoldenError
+from golden.manifest import read_manifest, write_manifest
+from golden.runner import BuildLog, capture
+from golden.spec import ImageSpec
+from golden.templates import render_tree
+from golden.vagrant_keys import insecure_key_pair
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "artifacts"
+STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, packer, package)] + [Path(__file__)]
+
+
+def build_key(spec: ImageSpec) -> str:
+    """Everything that shapes the artifact: spec, provisioning files, stage code."""
+    provision_files = [p for p in (REPO / "provision").rglob("*") if p.is_file()]
+    return stage_key(spec=spec.canonical_json(), provision=hash_files(provision_files),
+                     code=hash_files(STAGE_CODE))
+
+
+def version_dirs(image_dir: Path) -> list[Path]:
+    """Completed versions, newest first."""
+    if not image_dir.is_dir():
+        return []
+    dirs = [d for d in image_dir.iterdir()
+            if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+            and (d / "manifest.json").is_file()]
+    return sorted(dirs, key=lambda d: d.name, reverse=True)
+
+
+def find_artifact(spec: ImageSpec, artifacts: Path = ARTIFACTS) -> Path | None:
+    """The newest completed version built from exactly the current inputs."""
+    key = build_key(spec)
+    for d in version_dirs(artifacts / spec.name):
+        if read_manifest(d / "manifest.json").get("build_key") == key:
+            return d
+    return None
+
+
+def new_version(now: dt.datetime | None = None) -> str:
+    """Build time as a version Vagrant accepts and sorts: YYYYMMDD.HHMMSS."""
+    return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d.%H%M%S")
+
+
+def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = False, echo=sys.stdout) -> Path:
+    if not force and (existing := find_artifact(spec, artifacts)):
+        print(f"{spec.name}: up to date: {existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing}",
+              file=echo)
+        return existing
+    accelerator = probe_accelerator()
+    version = new_version()
+    image_dir = artifacts / spec.name
+    partial = image_dir / f".{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    log = BuildLog(partial / "build.log", echo=echo)
+    log.say(f"building {spec.name} {version} (accelerator: {accelerator}); log: {log.path}")
+    try:
+        manifest = _run_stages(spec, version, accelerator, partial, log)
+        write_manifest(partial / "manifest.json", manifest)
+        final = image_dir / version
+        partial.rename(final)
+        _point_latest(image_dir, version)
+        print(f"{spec.name}: built {final}", file=echo)
+        return final
+    except BaseException:
+        for item in partial.iterdir() if partial.is_dir() else []:
+            if item.name != "build.log":
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        print(f"{spec.name}: build failed; log: {log.path}", file=sys.stderr)
+        raise
+
+
+def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log: BuildLog) -> dict:
+    private_key, public_key = insecure_key_pair()
+    mmdebstrap_version = capture(["mmdebstrap", "--version"]).strip()
+
+    rootfs_key = stage_key(base=spec.base, packages=rootfs.all_packages(spec), tool=mmdebstrap_version,
+                           code=hash_files([Path(rootfs.__file__), rootfs.CUSTOMIZE_HOOK, public_key]))
+    with log.stage("rootfs"):
+        rootfs_dir = cached_stage("rootfs", rootfs_key,
+                                  lambda d: rootfs.build_rootfs(spec, d, public_key, log), log)
+
+    disk_key = stage_key(rootfs=rootfs_key, size=spec.disk.size_bytes, code=hash_files([Path(disk.__file__)]))
+    root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"golden-root:{disk_key}"))
+    with log.stage("disk"):
+        disk_dir = cached_stage("disk", disk_key, lambda d: disk.make_disk(
+            rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log)
+
+    work = out / "work"
+    with log.stage("provision"):
+        render_tree(spec, work / "files" / "root")
+        serial_log = work / "serial.log"
+        template = packer.packer_template(
+            spec, disk=disk_dir / "disk.qcow2", kernel=rootfs_dir / "vmlinuz", initrd=rootfs_dir / "initrd.img",
+            root_uuid=root_uuid, accelerator=accelerator, output_dir=work / "out", files_dir=work / "files",
+            ssh_key=private_key, serial_log=serial_log)
+        template_path = packer.write_template(template, work / "packer.json")
+        try:
+            packer.run_packer(template_path, log)
+        finally:
+            if serial_log.exists():
+                log.write("---- guest serial console ----\n" + serial_log.read_text(errors="replace"))
+
+    with log.stage("package"):
+        qcow2 = out / f"{spec.name}-{version}.qcow2"
+        box = out / f"{spec.name}-{version}.libvirt.box"
+        package.compress_qcow2(work / "out" / f"{spec.name}.qcow2", qcow2, log)
+        package.make_box(qcow2, spec.disk.size_bytes, box)
+        files = package.describe_files([qcow2, box])
+        package.write_sha256sums(files, out / "SHA256SUMS")
+        shutil.rmtree(work)
+
+    return {
+        "name": spec.name,
+        "version": version,
+        "description": spec.description,
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec_sha256": spec.sha256,
+        "build_key": build_key(spec),
+        "base": {"suite": spec.base.suite, "mirror": spec.base.mirror},
+        "hostname": spec.hostname,
+        "disk_size": spec.disk.size_bytes,
+        "packages": rootfs.read_packages(rootfs_dir),
+        "files": files,
+        "stages": dict(log.stage_seconds),
+        "accelerator": accelerator,
+    }
+
+
+def _point_latest(image_dir: Path, version: str) -> None:
+    tmp = image_dir / f".latest.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(version, tmp)
+    os.replace(tmp, image_dir / "latest")
+
+
+def require_tools() -> None:
+    missing = [t for t in ("mmdebstrap", "mke2fs", "sfdisk", "qemu-img", "qemu-system-x86_64", "packer")
+               if not shutil.which(t)]
+    if missing:
+        raise GoldenError(f"missing tools: {', '.join(missing)} (run through ./inv, which installs them)")

@@ -1,0 +1,30 @@
+"""manifest.json of an artifact version: what was built, from what, how long."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+REQUIRED = ("name", "version", "built_at", "spec_sha256", "base", "packages", "files",
+            "stages", "accelerator")
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Atomic: a reader sees the old manifest or the new one, never half."""
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise ValueError(f"manifest lacks {', '.join(missing)}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.rename(path)
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def record_test(path: Path, passed: bool, tests: int, failures: int, report: str) -> dict:
+    manifest = read_manifest(path)
+    manifest["test"] = {"passed": passed, "tests": tests, "failures": failures, "report": report}
+    write_manifest(path, manifest)
+    return manifest

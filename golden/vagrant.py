@@ -1,0 +1,58 @@
+"""Test VMs from a built box with Vagrant (vagrant/Vagrantfile) on libvirt."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from golden.libvirt import URI, LibvirtSession
+from golden.runner import BuildLog
+
+VAGRANT_DIR = Path(__file__).resolve().parent.parent / "vagrant"
+
+
+class VagrantVMs:
+    def __init__(self, box_file: Path, box_name: str, machines: list[str], work: Path,
+                 session: LibvirtSession, log: BuildLog):
+        self.box_file, self.box_name, self.machines = box_file, box_name, machines
+        self.work, self.session, self.log = work, session, log
+        work.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
+                        VAGRANT_CWD=str(VAGRANT_DIR), VAGRANT_DOTFILE_PATH=str(work / ".vagrant"),
+                        GOLDEN_SERIAL_DIR=str(work), VAGRANT_NO_COLOR="1",
+                        VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_DEFAULT_PROVIDER="libvirt")
+
+    def _vagrant(self, *args: str) -> None:
+        self.log.run(self.session.wrap(["vagrant", *args]), cwd=VAGRANT_DIR, env=self.env)
+
+    def add_box(self) -> None:
+        self._vagrant("box", "add", "--force", "--name", self.box_name, str(self.box_file))
+
+    def up(self) -> None:
+        self._vagrant("up", "--provider", "libvirt")
+
+    def write_ssh_config(self, path: Path) -> Path:
+        out = subprocess.run(self.session.wrap(["vagrant", "ssh-config"]), cwd=VAGRANT_DIR, env=self.env,
+                             capture_output=True, text=True, check=True).stdout
+        path.write_text(out)
+        return path
+
+    def destroy(self) -> None:
+        """Removes the VMs, the box and its image in the libvirt pool; never raises."""
+        for step in (lambda: self._vagrant("destroy", "--force"),
+                     lambda: self._vagrant("box", "remove", "--force", "--all", self.box_name),
+                     self._delete_box_volumes):
+            try:
+                step()
+            except Exception as exc:  # keep cleaning; the error is in the log
+                self.log.write(f"cleanup step failed: {exc}")
+        for serial in sorted(self.work.glob("*-serial.log")):
+            self.log.write(f"---- {serial.name} ----\n" + serial.read_text(errors="replace"))
+
+    def _delete_box_volumes(self) -> None:
+        prefix = self.box_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image"
+        vols = subprocess.run(["virsh", "-c", URI, "vol-list", "default", "--name"],
+                              capture_output=True, text=True).stdout.split()
+        for vol in vols:
+            if vol.startswith(prefix):
+                self.log.run(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol])
