@@ -34,3 +34,18 @@ def build(c, image=None, force=False):
         for spec in specs:
             build_image(spec, force=force)
     _guard(run)
+
+
+@task(help={"image": "image spec name (default: every spec in images/)"})
+def test(c, image=None):
+    """Unit tests, then each image booted in Vagrant and validated with testinfra."""
+    from golden.build import require_tools
+    from golden.spec import select_specs
+    from golden.validate import run_test_suite
+
+    def run():
+        specs = select_specs(image)
+        require_tools()
+        if not run_test_suite(specs):
+            raise Exit(code=1)
+    _guard(run)

@@ -24,7 +24,7 @@ from golden.templates import render_tree
 from golden.vagrant_keys import insecure_key_pair
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "artifacts"
+ARTIFACTS = Path(os.environ.get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
 STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, packer, package)] + [Path(__file__)]
 
 

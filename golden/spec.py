@@ -17,7 +17,9 @@ import yaml
 
 from golden.errors import GoldenError
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+import os
+
+IMAGES_DIR = Path(os.environ.get("GOLDEN_IMAGES") or Path(__file__).resolve().parent.parent / "images")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
 

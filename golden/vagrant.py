@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from golden.libvirt import URI, LibvirtSession
-from golden.runner import BuildLog
+from golden.runner import BuildLog, capture
 
 VAGRANT_DIR = Path(__file__).resolve().parent.parent / "vagrant"
 
@@ -51,8 +51,7 @@ class VagrantVMs:
 
     def _delete_box_volumes(self) -> None:
         prefix = self.box_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image"
-        vols = subprocess.run(["virsh", "-c", URI, "vol-list", "default", "--name"],
-                              capture_output=True, text=True).stdout.split()
-        for vol in vols:
+        listing = capture(["virsh", "-c", URI, "vol-list", "default"]).splitlines()[2:]
+        for vol in (line.split()[0] for line in listing if line.strip()):
             if vol.startswith(prefix):
                 self.log.run(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol])

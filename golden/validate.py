@@ -1,0 +1,121 @@
+"""./inv test, image part: boot the built box in Vagrant, run tests/image
+with testinfra, write test-report.xml and the verdict into the manifest.
+
+The VMs, the box and its libvirt volume are always removed, also when the
+tests fail or the run is interrupted.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from golden.libvirt import libvirt_session
+from golden.manifest import read_manifest, record_test
+from golden.runner import BuildLog
+from golden.vagrant import VagrantVMs
+
+REPO = Path(__file__).resolve().parent.parent
+# Two VMs from the same box: identity (machine-id, host keys) must differ.
+MACHINES = ["golden-a", "golden-b"]
+
+
+@dataclass
+class Counts:
+    tests: int = 0
+    failures: int = 0
+    skipped: int = 0
+
+    @property
+    def passed(self) -> int:
+        return self.tests - self.failures - self.skipped
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tests + other.tests, self.failures + other.failures, self.skipped + other.skipped)
+
+
+def junit_counts(report: Path) -> Counts:
+    """Counts from a pytest JUnit report; a missing report counts as nothing run."""
+    if not report.is_file():
+        return Counts()
+    root = ET.parse(report).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = Counts()
+    for s in suites:
+        counts += Counts(int(s.get("tests", 0)), int(s.get("failures", 0)) + int(s.get("errors", 0)),
+                         int(s.get("skipped", 0)))
+    return counts
+
+
+def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
+    manifest_path = artifact / "manifest.json"
+    manifest = read_manifest(manifest_path)
+    name, version = manifest["name"], manifest["version"]
+    report = artifact / "test-report.xml"
+    report.unlink(missing_ok=True)
+    log = BuildLog(artifact / "test.log", echo=echo)
+    log.say(f"validating {name} {version} in Vagrant; log: {log.path}")
+    work = Path(tempfile.mkdtemp(prefix=f"golden-test-{name}-"))
+    try:
+        with libvirt_session(work, say=log.say) as session:
+            vms = VagrantVMs(artifact / f"{name}-{version}.libvirt.box", f"golden-{name}-{version}",
+                             MACHINES, work, session, log)
+            try:
+                with log.stage("vagrant up"):
+                    vms.add_box()
+                    vms.up()
+                ssh_config = vms.write_ssh_config(work / "ssh-config")
+                with log.stage("tests/image"):
+                    hosts = ",".join(f"paramiko://{m}" for m in MACHINES)
+                    subprocess.run(session.wrap([
+                        sys.executable, "-m", "pytest", REPO / "tests" / "image", "-p", "no:cacheprovider",
+                        f"--hosts={hosts}", f"--ssh-config={ssh_config}",
+                        f"--golden-manifest={manifest_path}", f"--junitxml={report}",
+                        "-o", "junit_family=xunit1"]), cwd=REPO)
+            finally:
+                with log.stage("destroy"):
+                    vms.destroy()
+        for daemon_log in work.glob("*.log"):
+            log.write(f"---- {daemon_log.name} ----\n" + daemon_log.read_text(errors="replace"))
+    finally:
+        counts = junit_counts(report)
+        passed = counts.tests > 0 and counts.failures == 0
+        record_test(manifest_path, passed, counts.tests, counts.failures,
+                    report.name if report.is_file() else None)
+        shutil.rmtree(work, ignore_errors=True)
+    log.say(f"{name} {version}: {'PASSED' if passed else 'FAILED'} "
+            f"({counts.passed} passed, {counts.failures} failed)")
+    return counts
+
+
+def run_unit_tests(report: Path) -> tuple[int, Counts]:
+    proc = subprocess.run([sys.executable, "-m", "pytest", REPO / "tests" / "unit", "-p", "no:cacheprovider",
+                           f"--junitxml={report}", "-o", "junit_family=xunit1"], cwd=REPO)
+    return proc.returncode, junit_counts(report)
+
+
+def run_test_suite(specs, echo=sys.stdout) -> bool:
+    """tests/unit, then each image validated (built first when no artifact
+    matches its current inputs). Ends with one 'N passed, N failed' line."""
+    from golden.build import build_image, find_artifact
+
+    total = Counts()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="golden-unit-") as tmp:
+        rc, counts = run_unit_tests(Path(tmp) / "unit.xml")
+    total += counts
+    if rc != 0 or counts.tests == 0:
+        ok = False
+        print("unit tests failed: images not validated", file=echo)
+    else:
+        for spec in specs:
+            artifact = find_artifact(spec) or build_image(spec, echo=echo)
+            counts = validate_artifact(artifact, echo=echo)
+            total += counts
+            ok = ok and counts.tests > 0 and counts.failures == 0
+    print(f"test: {total.passed} passed, {total.failures} failed", file=echo)
+    return ok and total.tests > 0

@@ -1,0 +1,33 @@
+"""SSH access and the vagrant user."""
+
+INSECURE_KEY_COMMENT = "vagrant insecure public key"
+
+
+def test_sshd_running_and_enabled(host):
+    ssh = host.service("ssh")
+    assert ssh.is_running
+    assert ssh.is_enabled
+
+
+def test_only_sshd_listens_on_tcp(host):
+    listeners = host.check_output("sudo ss -Htln | awk '{print $4}'").split()
+    ports = {addr.rsplit(":", 1)[1] for addr in listeners}
+    assert ports == {"22"}
+
+
+def test_vagrant_user_has_passwordless_sudo(host):
+    assert host.user().name == "vagrant"
+    assert host.run("sudo -n true").rc == 0
+    assert host.check_output("sudo -n id -u") == "0"
+
+
+def test_vagrant_insecure_key_was_replaced(host):
+    keys = host.file("/home/vagrant/.ssh/authorized_keys")
+    assert keys.mode == 0o600
+    assert keys.content_string.strip()
+    assert INSECURE_KEY_COMMENT not in keys.content_string
+
+
+def test_no_password_login_for_vagrant(host):
+    shadow = host.check_output("sudo getent shadow vagrant").split(":")
+    assert shadow[1] in ("*", "!", "!*")

@@ -1,0 +1,37 @@
+"""The base system: Debian 13, the spec's hostname, a disk that boots itself."""
+
+
+def test_debian_13(host):
+    assert host.system_info.distribution == "debian"
+    assert host.file("/etc/os-release").contains('^VERSION_ID="13"$')
+
+
+def test_hostname_from_spec(host, manifest):
+    assert host.check_output("hostname") == manifest["hostname"]
+
+
+def test_boots_from_its_own_disk_with_grub(host):
+    cmdline = host.file("/proc/cmdline").content_string
+    # GRUB passes BOOT_IMAGE; a direct kernel boot (as during provisioning) does not.
+    assert cmdline.startswith("BOOT_IMAGE=/boot/vmlinuz-")
+    disk = "/dev/" + host.check_output("lsblk -no PKNAME $(findmnt -no SOURCE /)")
+    assert host.check_output(f"sudo head -c 512 {disk} | grep -ac GRUB") == "1"
+    bios_boot = host.check_output(f"sudo sfdisk --json {disk}")
+    assert "21686148-6449-6E6F-744E-656564454649" in bios_boot
+
+
+def test_root_filesystem_of_spec_size(host, manifest):
+    disk = "/dev/" + host.check_output("lsblk -no PKNAME $(findmnt -no SOURCE /)")
+    assert int(host.check_output(f"lsblk -bdno SIZE {disk}")) == manifest["disk_size"]
+    root_bytes = int(host.check_output("df -B1 --output=size / | tail -1"))
+    assert 0.9 * manifest["disk_size"] < root_bytes <= manifest["disk_size"]
+
+
+def test_root_filesystem_in_fstab(host):
+    assert host.mount_point("/").filesystem == "ext4"
+    assert host.file("/etc/fstab").contains("^UUID=[0-9a-f-]* / ext4 ")
+
+
+def test_no_failed_units(host):
+    assert host.check_output("systemctl is-system-running --wait || true") in ("running", "degraded")
+    assert host.check_output("systemctl --failed --no-legend --plain") == ""

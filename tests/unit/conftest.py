@@ -1,0 +1,38 @@
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD_SPEC = """\
+name: {name}
+hostname: {name}
+base:
+  suite: trixie
+packages: [curl]
+disk:
+  size: 2G
+"""
+
+
+@pytest.fixture
+def images_dir(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def write_spec(images_dir):
+    def write(name: str, text: str | None = None) -> Path:
+        path = images_dir / f"{name}.yaml"
+        path.write_text(textwrap.dedent(text) if text is not None else GOOD_SPEC.format(name=name))
+        return path
+    return write
+
+
+def need(tool: str):
+    if not shutil.which(tool):
+        pytest.fail(f"{tool} is not installed (./inv installs it)")

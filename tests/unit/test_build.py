@@ -1,0 +1,33 @@
+import datetime as dt
+import os
+
+import pytest
+
+from golden.build import build_image, find_artifact, new_version
+from golden.errors import GoldenError
+from golden.spec import load_spec
+
+
+def test_version_is_sortable_build_time():
+    v = new_version(dt.datetime(2026, 11, 22, 5, 7, 9, tzinfo=dt.timezone.utc))
+    assert v == "20261122.050709"
+    assert new_version(dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.timezone.utc)) > v
+
+
+def test_failed_build_leaves_nothing_that_looks_complete(tmp_path, write_spec, monkeypatch):
+    """A real mmdebstrap run against a mirror that does not exist fails in the
+    rootfs stage: no version directory, no `latest`, no cache entry; the log stays."""
+    path = write_spec("broken", "name: broken\nhostname: broken\n"
+                      f"base: {{suite: trixie, mirror: 'file://{tmp_path}/no-mirror'}}\n")
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GOLDEN_ACCEL", "tcg")
+    artifacts = tmp_path / "artifacts"
+    with pytest.raises(GoldenError, match="mmdebstrap failed"):
+        build_image(load_spec(path), artifacts=artifacts)
+    entries = list((artifacts / "broken").iterdir())
+    assert len(entries) == 1 and entries[0].name.startswith(".") and entries[0].name.endswith(".partial")
+    assert [p.name for p in entries[0].iterdir()] == ["build.log"]
+    assert "==> rootfs" in (entries[0] / "build.log").read_text()
+    assert find_artifact(load_spec(path), artifacts) is None
+    cache_rootfs = tmp_path / "cache" / "rootfs"
+    assert not cache_rootfs.exists() or list(cache_rootfs.iterdir()) == []

@@ -1,0 +1,81 @@
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from golden.packer import packer_template, write_template
+from golden.spec import load_spec
+
+from conftest import need
+
+
+@pytest.fixture
+def template(tmp_path, write_spec):
+    spec = load_spec(write_spec("web"))
+    for name in ("disk.qcow2", "vmlinuz", "initrd.img"):
+        (tmp_path / name).write_text("x")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
+    (tmp_path / "files").mkdir()
+
+    def make(accelerator="tcg"):
+        return packer_template(spec, disk=tmp_path / "disk.qcow2", kernel=tmp_path / "vmlinuz",
+                               initrd=tmp_path / "initrd.img", root_uuid="0c8e3f5e-5d3a-4e0e-9a3b-1f2e3d4c5b6a",
+                               accelerator=accelerator, output_dir=tmp_path / "out",
+                               files_dir=tmp_path / "files", ssh_key=tmp_path / "key",
+                               serial_log=tmp_path / "serial.log")
+    return make
+
+
+def packer_validate(path: Path) -> subprocess.CompletedProcess:
+    need("packer")
+    return subprocess.run(["packer", "validate", str(path)], capture_output=True, text=True,
+                          env={"CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_generated_template_passes_packer_validate(template, tmp_path):
+    path = write_template(template(), tmp_path / "packer.json")
+    proc = packer_validate(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_packer_validate_catches_a_broken_template(template, tmp_path):
+    t = template()
+    t["builders"][0]["format"] = "vmdk-please"
+    proc = packer_validate(write_template(t, tmp_path / "packer.json"))
+    assert proc.returncode != 0
+    assert "format" in (proc.stdout + proc.stderr)
+
+
+def qemuargs(t) -> dict:
+    return {a[0]: a[1] for a in t["builders"][0]["qemuargs"]}
+
+
+def test_provisioning_network_is_hermetic_and_loopback_only(template):
+    t = template()
+    args = qemuargs(t)
+    netdev = args["-netdev"]
+    assert netdev.startswith("user,")
+    assert "restrict=on" in netdev.split(",")
+    assert "hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22" in netdev
+    assert t["builders"][0]["vnc_bind_address"] == "127.0.0.1"
+
+
+def test_first_boot_is_direct_kernel_boot_of_the_root_uuid(template, tmp_path):
+    args = qemuargs(template())
+    assert args["-kernel"] == str(tmp_path / "vmlinuz")
+    assert args["-initrd"] == str(tmp_path / "initrd.img")
+    assert "root=UUID=0c8e3f5e-5d3a-4e0e-9a3b-1f2e3d4c5b6a" in args["-append"].split()
+
+
+def test_accelerator_is_passed_through(template):
+    assert template("tcg")["builders"][0]["accelerator"] == "tcg"
+    assert template("kvm")["builders"][0]["accelerator"] == "kvm"
+
+
+def test_provision_steps_exist_and_seal_last(template):
+    scripts = template()["provisioners"][-1]["scripts"]
+    assert all(Path(s).is_file() for s in scripts)
+    assert Path(scripts[0]).name == "10-bootloader.sh"
+    assert Path(scripts[-1]).name == "90-seal.sh"
+    json.dumps(template())  # serialisable as Packer JSON

@@ -1,0 +1,86 @@
+import subprocess
+
+import pytest
+
+from golden.spec import ImageSpec, SpecError, load_spec, select_specs
+
+from conftest import REPO
+
+
+def test_repository_specs_load():
+    specs = select_specs(None)
+    assert "infra" in [s.name for s in specs]
+    infra = next(s for s in specs if s.name == "infra")
+    assert isinstance(infra, ImageSpec)
+    assert infra.base.suite == "trixie"
+    assert infra.disk.size_bytes >= 2 << 30
+    assert len(infra.sha256) == 64
+
+
+def test_good_spec_gets_defaults(write_spec):
+    spec = load_spec(write_spec("web"))
+    assert spec.base.mirror == "http://deb.debian.org/debian"
+    assert spec.packages == ["curl"]
+    assert spec.disk.size_bytes == 2 << 30
+    assert spec.vm.memory == 1024
+
+
+@pytest.mark.parametrize("body, message", [
+    ("name: x\nhostname: x\nbase: {suite: 13}\n", "base.suite: expected a string"),
+    ("name: x\nhostname: x\n", "base: missing required field"),
+    ("name: x\nhostname: x\nbase: {}\n", "base.suite: missing required field"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, colour: red}\n", "base.colour: unknown key"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nextra: 1\n", "extra: unknown key"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: curl\n", "packages: expected a list"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: [curl, 3]\n", "packages[1]: expected a string"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\ndisk: {size: 4T}\n", "disk.size: expected a size like '4G' or '512M'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {memory: true}\n", "vm.memory: expected an integer"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {cpus: 0}\n", "vm.cpus: expected at least 1"),
+    ("name: x\nhostname: Bad_Host\nbase: {suite: trixie}\n", "hostname: expected a valid hostname"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, mirror: ftp://x}\n", "base.mirror: expected an http(s):// or file:// URL"),
+    ("name: y\nhostname: x\nbase: {suite: trixie}\n", "name: must match the file name ('x')"),
+    ("- a list\n", "expected a mapping at the top level"),
+    ("name: [unclosed\n", "invalid YAML: expected ',' or ']'"),
+])
+def test_bad_spec_is_refused_naming_file_and_field(write_spec, body, message):
+    path = write_spec("x", body)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") or text.startswith("images/x.yaml: ") or str(path) in text
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_image_name_is_refused(images_dir, write_spec):
+    write_spec("web")
+    with pytest.raises(SpecError, match=r"unknown image 'nope' \(known: web\)"):
+        select_specs("nope", images_dir)
+
+
+def test_selection_validates_every_spec(images_dir, write_spec):
+    write_spec("web")
+    write_spec("broken", "name: broken\nhostname: b\nbase: {suite: 1}\n")
+    with pytest.raises(SpecError, match="broken.yaml: base.suite: expected a string"):
+        select_specs(None, images_dir)
+
+
+def test_cli_refuses_bad_spec_with_one_line_and_builds_nothing(tmp_path, write_spec, images_dir):
+    write_spec("x", "name: x\nhostname: x\nbase: {suite: 13}\n")
+    artifacts = tmp_path / "artifacts"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "GOLDEN_IMAGES": str(images_dir),
+           "GOLDEN_ARTIFACTS": str(artifacts), "GOLDEN_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([str(REPO / "inv"), "build"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"error: {images_dir}/x.yaml: base.suite: expected a string"]
+    assert not artifacts.exists()
+
+
+def test_cli_refuses_unknown_image(tmp_path):
+    proc = subprocess.run([str(REPO / "inv"), "build", "--image", "nope"], cwd=REPO,
+                          capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                               "GOLDEN_ARTIFACTS": str(tmp_path / "a")})
+    assert proc.returncode != 0
+    assert "unknown image 'nope'" in proc.stderr
+    assert not (tmp_path / "a").exists()
