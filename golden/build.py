@@ -7,6 +7,7 @@ to artifacts/<name>/<version>/ only when every stage has succeeded, then
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from golden.errors import GoldenError
 from golden.manifest import read_manifest, write_manifest
 from golden.runner import BuildLog, capture
 from golden.spec import ImageSpec
-from golden.templates import render_tree
+from golden.templates import render_steps, render_tree
 from golden.vagrant_keys import insecure_key_pair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,11 +107,12 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
     work = out / "work"
     with log.stage("provision"):
         render_tree(spec, work / "files" / "root")
+        steps_dir = render_steps(spec, packer.PROVISION_STEPS, work / "steps")
         serial_log = work / "serial.log"
         template = packer.packer_template(
             spec, disk=disk_dir / "disk.qcow2", kernel=rootfs_dir / "vmlinuz", initrd=rootfs_dir / "initrd.img",
             root_uuid=root_uuid, accelerator=accelerator, output_dir=work / "out", files_dir=work / "files",
-            ssh_key=private_key, serial_log=serial_log)
+            steps_dir=steps_dir, ssh_key=private_key, serial_log=serial_log, facts_out=work / "facts.json")
         template_path = packer.write_template(template, work / "packer.json")
         try:
             packer.run_packer(template_path, log)
@@ -125,6 +127,7 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         package.make_box(qcow2, spec.disk.size_bytes, box)
         files = package.describe_files([qcow2, box])
         package.write_sha256sums(files, out / "SHA256SUMS")
+        facts = json.loads((work / "facts.json").read_text())
         shutil.rmtree(work)
 
     return {
@@ -141,6 +144,7 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         "files": files,
         "stages": dict(log.stage_seconds),
         "accelerator": accelerator,
+        "facts": facts,
     }
 
 

@@ -16,13 +16,16 @@ from golden.spec import ImageSpec
 
 PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
 UPLOAD_DIR = "/tmp/golden"
-# Run in this order inside the guest, as root.
-PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "90-seal.sh"]
+# Run in this order inside the guest, as root; a step may be a jinja2
+# template (<step>.j2) rendered with the spec. The facts are fetched before
+# the last step seals the image.
+PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "30-services.sh", "90-seal.sh"]
+FACTS_PATH = "/etc/ansible/facts.d/golden.fact"
 
 
 def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, root_uuid: str,
-                    accelerator: str, output_dir: Path, files_dir: Path, ssh_key: Path,
-                    serial_log: Path) -> dict:
+                    accelerator: str, output_dir: Path, files_dir: Path, steps_dir: Path, ssh_key: Path,
+                    serial_log: Path, facts_out: Path) -> dict:
     qemuargs = [
         ["-kernel", str(kernel)],
         ["-initrd", str(initrd)],
@@ -63,13 +66,19 @@ def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, 
         "provisioners": [
             {"type": "shell", "inline": [f"rm -rf {UPLOAD_DIR}", f"mkdir -p {UPLOAD_DIR}"]},
             {"type": "file", "source": f"{files_dir}/", "destination": UPLOAD_DIR},
-            {
-                "type": "shell",
-                "execute_command": "chmod +x {{ .Path }}; sudo -E {{ .Vars }} {{ .Path }}",
-                "environment_vars": [f"GOLDEN_FILES={UPLOAD_DIR}", f"GOLDEN_ROOT_UUID={root_uuid}"],
-                "scripts": [str(PROVISION_DIR / step) for step in PROVISION_STEPS],
-            },
+            _shell_steps([steps_dir / s for s in PROVISION_STEPS[:-1]], root_uuid),
+            {"type": "file", "direction": "download", "source": FACTS_PATH, "destination": str(facts_out)},
+            _shell_steps([steps_dir / PROVISION_STEPS[-1]], root_uuid),
         ],
+    }
+
+
+def _shell_steps(scripts: list[Path], root_uuid: str) -> dict:
+    return {
+        "type": "shell",
+        "execute_command": "chmod +x {{ .Path }}; sudo -E {{ .Vars }} {{ .Path }}",
+        "environment_vars": [f"GOLDEN_FILES={UPLOAD_DIR}", f"GOLDEN_ROOT_UUID={root_uuid}"],
+        "scripts": [str(s) for s in scripts],
     }
 
 

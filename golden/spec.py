@@ -11,6 +11,7 @@ import json
 import re
 import typing
 from dataclasses import dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import yaml
@@ -53,14 +54,56 @@ class Vm:
 
 
 @dataclass(frozen=True)
+class Sockets:
+    # group: sockets 0770, only members of the client groups connect (ADR-005).
+    # open: sockets 0777, password authentication is the only gate (socket decision).
+    access: str = "group"
+
+    @property
+    def mode(self) -> str:
+        return "0770" if self.access == "group" else "0777"
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    postgresql: bool = False          # a database and role of the app's name
+    valkey_db: Optional[int] = None   # Valkey database number, None: no Valkey
+
+    @property
+    def user(self) -> str:
+        return self.name
+
+    @property
+    def groups(self) -> list[str]:
+        return (["postgres-clients"] if self.postgresql else []) + \
+               (["valkey-clients"] if self.valkey_db is not None else [])
+
+
+@dataclass(frozen=True)
+class Site:
+    address: str                      # Caddy site address, e.g. ":80" or "http://infra"
+    upstream: str                     # unix//path/to.sock
+
+
+@dataclass(frozen=True)
+class Caddy:
+    sites: list[Site] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     name: str
     base: Base
     hostname: str
     description: str = ""
+    extends: Optional[str] = None
     packages: list[str] = field(default_factory=list)
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
+    sockets: Sockets = field(default_factory=Sockets)
+    apps: list[App] = field(default_factory=list)
+    caddy: Caddy = field(default_factory=Caddy)
     path: str = ""        # where the spec was read from; not a YAML key
     sha256: str = ""      # hash of the spec file; not a YAML key
 
@@ -84,7 +127,13 @@ _CHECKS = {
                     "expected an http(s):// or file:// URL"),
     "vm.memory": (lambda v: v >= 256, "expected at least 256 (MiB)"),
     "vm.cpus": (lambda v: v >= 1, "expected at least 1"),
+    "sockets.access": (lambda v: v in ("group", "open"), "expected one of group, open"),
+    "apps[].name": (lambda v: bool(NAME_RE.match(v)) and v not in RESERVED_USERS,
+                    "expected lowercase letters, digits and '-', not a system user"),
+    "apps[].valkey_db": (lambda v: v is None or 0 <= v <= 15, "expected a number from 0 to 15"),
+    "caddy.sites[].upstream": (lambda v: v.startswith("unix//"), "expected a Unix socket upstream (unix//path)"),
 }
+RESERVED_USERS = {"root", "postgres", "valkey", "caddy", "vagrant", "nobody"}
 
 
 def _type_name(tp) -> str:
@@ -96,6 +145,8 @@ def _type_name(tp) -> str:
         return "true or false"
     if typing.get_origin(tp) is list:
         return "a list"
+    if typing.get_origin(tp) is typing.Union:
+        return _type_name(typing.get_args(tp)[0])
     return "a mapping"
 
 
@@ -103,6 +154,10 @@ def _convert(value, tp, where: str, path: str):
     def fail(msg):
         raise SpecError(f"{path}: {where}: {msg}")
 
+    if typing.get_origin(tp) is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        tp = typing.get_args(tp)[0]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail("expected a mapping")
@@ -132,16 +187,14 @@ def _build(cls, data: dict, prefix: str, path: str):
                 raise SpecError(f"{path}: {where}: missing required field")
             continue
         value = _convert(data[name], hints[name], where, path)
-        check = _CHECKS.get(where)
+        check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", where))
         if check and not check[0](value):
             raise SpecError(f"{path}: {where}: {check[1]}")
         kwargs[name] = value
     return cls(**kwargs)
 
 
-def load_spec(path: Path) -> ImageSpec:
-    path = Path(path)
-    shown = _shown(path)
+def _read_yaml(path: Path, shown: str) -> tuple[dict, bytes]:
     try:
         raw = path.read_bytes()
         data = yaml.safe_load(raw)
@@ -153,9 +206,50 @@ def load_spec(path: Path) -> ImageSpec:
         raise SpecError(f"{shown}: {at}invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{shown}: expected a mapping at the top level")
+    return data, raw
+
+
+def _merge(parent: dict, child: dict) -> dict:
+    """Child keys override the parent's; mappings merge, lists are replaced."""
+    merged = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve(path: Path, seen: tuple = ()) -> tuple[dict, bytes]:
+    """The spec's data with `extends:` applied, and the bytes of every file read."""
+    shown = _shown(path)
+    data, raw = _read_yaml(path, shown)
+    parent_name = data.get("extends")
+    if parent_name is None:
+        return data, raw
+    if not isinstance(parent_name, str) or not NAME_RE.match(parent_name):
+        raise SpecError(f"{shown}: extends: expected the name of another image spec")
+    parent_path = path.parent / f"{parent_name}.yaml"
+    if parent_path.resolve() in seen or parent_path.resolve() == path.resolve():
+        raise SpecError(f"{shown}: extends: circular chain through {parent_name!r}")
+    if not parent_path.is_file():
+        raise SpecError(f"{shown}: extends: no image spec {parent_name!r} in {path.parent}")
+    parent, parent_raw = _resolve(parent_path, seen + (path.resolve(),))
+    _build(ImageSpec, parent, "", _shown(parent_path))  # valid on its own; errors name its file
+    parent = {k: v for k, v in parent.items() if k not in ("name", "extends", "description")}
+    return _merge(parent, data), parent_raw + b"\0" + raw
+
+
+def load_spec(path: Path) -> ImageSpec:
+    path = Path(path)
+    shown = _shown(path)
+    data, raw = _resolve(path)
     spec = _build(ImageSpec, data, "", shown)
     if spec.name != path.stem:
         raise SpecError(f"{shown}: name: must match the file name ({path.stem!r})")
+    apps = [a.name for a in spec.apps]
+    if len(set(apps)) != len(apps):
+        raise SpecError(f"{shown}: apps: application names must be unique")
     return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 

@@ -7,18 +7,37 @@ import jinja2
 
 from golden.spec import ImageSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "provision" / "templates"
+PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
+TEMPLATES_DIR = PROVISION_DIR / "templates"
 
 
 def render_tree(spec: ImageSpec, out_root: Path, templates_dir: Path = TEMPLATES_DIR) -> list[Path]:
     """Renders every *.j2 under templates_dir to out_root (suffix dropped)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
     written = []
     for src in sorted(templates_dir.rglob("*.j2")):
         rel = src.relative_to(templates_dir).with_suffix("")
         dest = out_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(env.get_template(src.relative_to(templates_dir).as_posix()).render(spec=spec))
+        dest.chmod(src.stat().st_mode & 0o777)
         written.append(dest)
     return written
+
+
+def render_steps(spec: ImageSpec, steps: list[str], out_dir: Path, provision_dir: Path = PROVISION_DIR) -> Path:
+    """Each provisioning step as it will run: <step> as is, or <step>.j2 rendered."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(provision_dir)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    for step in steps:
+        if (provision_dir / f"{step}.j2").is_file():
+            text = env.get_template(f"{step}.j2").render(spec=spec)
+        else:
+            text = (provision_dir / step).read_text()
+        (out_dir / step).write_text(text)
+        (out_dir / step).chmod(0o755)
+    return out_dir

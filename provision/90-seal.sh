@@ -2,6 +2,8 @@
 # Seals the image: nothing host-specific or secret stays behind.
 set -eu
 rm -rf "$GOLDEN_FILES"
+# Credentials are made on each host's first boot, never in the image.
+rm -rf /etc/golden/credentials
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 # An empty machine-id makes systemd generate a fresh one on each host's first boot.

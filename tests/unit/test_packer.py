@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from golden.packer import packer_template, write_template
+from golden.packer import FACTS_PATH, PROVISION_STEPS, packer_template, write_template
 from golden.spec import load_spec
+from golden.templates import render_steps
 
 from conftest import need
 
@@ -17,13 +18,15 @@ def template(tmp_path, write_spec):
         (tmp_path / name).write_text("x")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
     (tmp_path / "files").mkdir()
+    render_steps(spec, PROVISION_STEPS, tmp_path / "steps")
 
     def make(accelerator="tcg"):
         return packer_template(spec, disk=tmp_path / "disk.qcow2", kernel=tmp_path / "vmlinuz",
                                initrd=tmp_path / "initrd.img", root_uuid="0c8e3f5e-5d3a-4e0e-9a3b-1f2e3d4c5b6a",
                                accelerator=accelerator, output_dir=tmp_path / "out",
-                               files_dir=tmp_path / "files", ssh_key=tmp_path / "key",
-                               serial_log=tmp_path / "serial.log")
+                               files_dir=tmp_path / "files", steps_dir=tmp_path / "steps",
+                               ssh_key=tmp_path / "key", serial_log=tmp_path / "serial.log",
+                               facts_out=tmp_path / "facts.json")
     return make
 
 
@@ -73,9 +76,24 @@ def test_accelerator_is_passed_through(template):
     assert template("kvm")["builders"][0]["accelerator"] == "kvm"
 
 
-def test_provision_steps_exist_and_seal_last(template):
-    scripts = template()["provisioners"][-1]["scripts"]
-    assert all(Path(s).is_file() for s in scripts)
-    assert Path(scripts[0]).name == "10-bootloader.sh"
-    assert Path(scripts[-1]).name == "90-seal.sh"
+def test_provision_steps_rendered_and_seal_last_after_facts(template):
+    provisioners = template()["provisioners"]
+    scripts = [s for p in provisioners if p["type"] == "shell" for s in p.get("scripts", [])]
+    assert [Path(s).name for s in scripts] == PROVISION_STEPS
+    assert all(Path(s).is_file() and "{%" not in Path(s).read_text() for s in scripts)
+    download = provisioners[-2]
+    assert download["direction"] == "download" and download["source"] == FACTS_PATH
+    assert [Path(s).name for s in provisioners[-1]["scripts"]] == ["90-seal.sh"]
     json.dumps(template())  # serialisable as Packer JSON
+
+
+def test_services_step_renders_apps_and_policy(tmp_path):
+    from conftest import REPO
+    spec = load_spec(REPO / "images" / "infra-open.yaml")
+    step = (render_steps(spec, PROVISION_STEPS, tmp_path) / "30-services.sh").read_text()
+    for app in spec.apps:
+        assert f'CREATE DATABASE "{app.name}" OWNER "{app.user}";' in step
+        assert f"--shell /usr/sbin/nologin {app.user}" in step
+    assert '"socket_access": "open"' in step and '"socket_mode": "0777"' in step
+    shellcheck = subprocess.run(["sh", "-n", str(tmp_path / "30-services.sh")], capture_output=True)
+    assert shellcheck.returncode == 0

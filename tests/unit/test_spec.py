@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,39 @@ def test_cli_refuses_unknown_image(tmp_path):
     assert proc.returncode != 0
     assert "unknown image 'nope'" in proc.stderr
     assert not (tmp_path / "a").exists()
+
+
+def test_extends_shares_the_parent_spec(write_spec):
+    write_spec("base", "name: base\nhostname: host\nbase: {suite: trixie}\npackages: [curl]\n"
+               "apps: [{name: gitea, postgresql: true, valkey_db: 2}]\n")
+    child = load_spec(write_spec("child", "name: child\nextends: base\nsockets: {access: open}\n"))
+    assert child.name == "child" and child.hostname == "host" and child.packages == ["curl"]
+    assert child.sockets.access == "open" and child.sockets.mode == "0777"
+    assert child.apps[0].groups == ["postgres-clients", "valkey-clients"]
+    parent = load_spec(Path(child.path).with_name("base.yaml"))
+    assert parent.sockets.access == "group" and parent.sockets.mode == "0770"
+    assert child.sha256 != parent.sha256
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a": "name: a\nextends: b\n", "b": "name: b\nextends: a\n"}, "extends: circular chain through"),
+    ({"a": "name: a\nextends: missing\n"}, "a.yaml: extends: no image spec 'missing'"),
+    ({"a": "name: a\nextends: b\n", "b": "name: b\nhostname: h\nbase: {suite: 7}\n"},
+     "b.yaml: base.suite: expected a string"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\nsockets: {access: world}\n"},
+     "a.yaml: sockets.access: expected one of group, open"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, valkey_db: 16}]\n"},
+     "a.yaml: apps[0].valkey_db: expected a number from 0 to 15"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: postgres}]\n"},
+     "a.yaml: apps[0].name: expected lowercase"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x}, {name: x}]\n"},
+     "a.yaml: apps: application names must be unique"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'localhost:8080'}]}\n"},
+     "a.yaml: caddy.sites[0].upstream: expected a Unix socket upstream"),
+])
+def test_bad_extended_or_service_specs(write_spec, files, message):
+    for name, body in files.items():
+        write_spec(name, body)
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec("a", files["a"]))
+    assert message in str(err.value)
