@@ -2,21 +2,43 @@
 
 Hosts come from --hosts (one per VM, all from the same box); the built
 artifact's manifest from --golden-manifest tells what the image promises.
+Tests marked `reboot` run last: they restart the VMs.
 """
 import json
+import time
 
 import pytest
 import testinfra
+
+OUTSIDER = "golden-outsider"  # a local user in no client group
 
 
 def pytest_addoption(parser):
     parser.addoption("--golden-manifest", required=True, help="manifest.json of the artifact under test")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reboot: reboots the VM; runs after every other test")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("reboot") is not None)
+
+
 @pytest.fixture(scope="session")
 def manifest(request):
     with open(request.config.getoption("golden_manifest")) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def facts(manifest):
+    return manifest["facts"]
+
+
+@pytest.fixture(scope="session")
+def policy(facts):
+    return facts["socket_access"]
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +49,54 @@ def all_hosts(request):
     if len(hosts) < 2:
         pytest.fail("host uniqueness needs two VMs from the same box")
     return hosts
+
+
+@pytest.fixture
+def outsider(host):
+    """A user outside postgres-clients and valkey-clients."""
+    host.run(f"id {OUTSIDER} || sudo useradd --system --shell /bin/sh {OUTSIDER}")
+    return OUTSIDER
+
+
+def as_app(host, app: str, command: str):
+    """Runs command as the app's user with its credentials file in the environment."""
+    script = f"env $(cat /etc/golden/credentials/{app}.env) sh -c '{command}'"
+    return host.run(f"sudo -u {app} sh -c {_quote(script)}")
+
+
+def as_user(host, user: str, command: str):
+    return host.run(f"sudo -u {user} sh -c {_quote(command)}")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def main_pid(host, unit: str) -> int:
+    return int(host.check_output(f"systemctl show -P MainPID {unit}"))
+
+
+def wait_until(predicate, seconds: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def reboot(host, timeout: float = 300) -> None:
+    """Reboots the VM and reconnects this host's backend."""
+    boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
+    host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
+    time.sleep(5)
+
+    def back():
+        host.backend.__dict__.pop("client", None)  # paramiko connection of the last boot
+        try:
+            return host.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() not in ("", boot_id)
+        except Exception:
+            return False
+    assert wait_until(back, timeout, step=5), "VM did not come back after reboot"
+    assert wait_until(lambda: host.run("systemctl is-system-running --wait").stdout.strip()
+                      in ("running", "degraded"), 120)

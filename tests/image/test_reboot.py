@@ -1,0 +1,25 @@
+"""After a reboot every service is back and its data is still there."""
+import pytest
+
+from conftest import as_app, reboot
+
+CLI = 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_PASSWORD" --no-auth-warning -n "$VALKEY_DB"'
+
+
+@pytest.mark.reboot
+def test_services_and_data_survive_reboot(host):
+    wrote = as_app(host, "gitea", 'psql -X -v ON_ERROR_STOP=1 -tAc "CREATE TABLE before_reboot (v text); '
+                   "INSERT INTO before_reboot VALUES ('kept')\" && "
+                   f"{CLI} SET before-reboot kept")
+    assert wrote.rc == 0, wrote.stderr
+    credentials = host.check_output("sudo cat /etc/golden/credentials/gitea.env")
+
+    reboot(host)
+
+    for unit in ("postgresql@17-main", "valkey-server", "caddy", "ssh"):
+        assert host.service(unit).is_running, unit
+    read = as_app(host, "gitea", f'psql -X -tAc "SELECT v FROM before_reboot" && {CLI} GET before-reboot')
+    assert read.rc == 0, read.stderr
+    assert read.stdout.split() == ["kept", "kept"]
+    # Credentials are made once per host, not on every boot.
+    assert host.check_output("sudo cat /etc/golden/credentials/gitea.env") == credentials

@@ -1,0 +1,60 @@
+"""Valkey 8.1: native, Unix socket only, ACL user per app, no default user."""
+from conftest import as_app, as_user, main_pid, wait_until
+
+SOCKET = "/var/run/valkey/valkey.sock"
+UNIT = "valkey-server.service"
+CLI = 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_PASSWORD" --no-auth-warning -n "$VALKEY_DB"'
+
+
+def test_enabled_and_running(host):
+    assert host.service(UNIT).is_enabled
+    assert host.service(UNIT).is_running
+
+
+def test_socket_owner_group_mode_without_socket_fix(host, facts):
+    sock = host.file(SOCKET)
+    assert sock.is_socket
+    assert (sock.user, sock.group) == ("valkey", "valkey-clients")
+    assert sock.mode == int(facts["socket_mode"], 8)
+    assert not host.file("/etc/systemd/system/valkey-socket-fix.service").exists
+
+
+def test_no_tcp(host):
+    assert host.run("timeout 5 bash -c 'echo > /dev/tcp/127.0.0.1/6379'").rc != 0
+
+
+def test_app_talks_to_valkey_with_its_password(host):
+    r = as_app(host, "authentik", f"{CLI} SET golden-key hello && {CLI} GET golden-key && {CLI} ACL WHOAMI")
+    assert r.rc == 0, r.stderr
+    assert r.stdout.split() == ["OK", "hello", "authentik"]
+
+
+def test_app_is_not_admin(host):
+    r = as_app(host, "authentik", f"{CLI} CONFIG GET port")
+    assert "NOPERM" in r.stdout
+
+
+def test_wrong_password_and_default_user_refused(host):
+    wrong = as_app(host, "authentik", 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass wrong '
+                                      "--no-auth-warning PING")
+    assert "WRONGPASS" in wrong.stderr and "PONG" not in wrong.stdout
+    anonymous = as_app(host, "authentik", 'valkey-cli -s "$VALKEY_SOCKET" PING')
+    assert "NOAUTH" in anonymous.stdout
+
+
+def test_outsider(host, outsider, policy):
+    for auth in ("", "--user authentik --pass wrong --no-auth-warning"):
+        r = as_user(host, outsider, f"valkey-cli -s {SOCKET} {auth} PING")
+        assert "PONG" not in r.stdout
+        if policy == "group":
+            assert "Permission denied" in r.stdout + r.stderr
+        else:
+            assert "Permission denied" not in r.stdout + r.stderr
+            assert "NOAUTH" in r.stdout or "WRONGPASS" in r.stderr
+
+
+def test_comes_back_after_kill(host):
+    before = main_pid(host, UNIT)
+    assert before > 0
+    host.run(f"sudo kill -9 {before}")
+    assert wait_until(lambda: main_pid(host, UNIT) not in (0, before) and host.file(SOCKET).is_socket, 15)
