@@ -60,7 +60,7 @@ def outsider(host):
 
 def as_app(host, app: str, command: str):
     """Runs command as the app's user with its credentials file in the environment."""
-    script = f"env $(cat /etc/golden/credentials/{app}.env) sh -c '{command}'"
+    script = f"env $(cat /etc/golden/credentials/{app}.env) sh -c {_quote(command)}"
     return host.run(f"sudo -u {app} sh -c {_quote(script)}")
 
 

@@ -3,7 +3,7 @@
 
 def _ports(host, proto: str) -> set[str]:
     lines = host.check_output(f"sudo ss -Hn{proto}l").splitlines()
-    return {line.split()[4].rsplit(":", 1)[1] for line in lines if line.strip()}
+    return {line.split()[3].rsplit(":", 1)[1] for line in lines if line.strip()}
 
 
 def test_tcp_listeners(host):
