@@ -14,7 +14,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from golden import disk, package, packer, rootfs
+from golden import containers, disk, package, packer, rootfs
 from golden.accel import probe_accelerator
 from golden.cache import cached_stage, hash_files, stage_key
 from golden.errors import GoldenError
@@ -26,7 +26,7 @@ from golden.vagrant_keys import insecure_key_pair
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
-STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, packer, package)] + [Path(__file__)]
+STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, containers, packer, package)] + [Path(__file__)]
 
 
 def build_key(spec: ImageSpec) -> str:
@@ -65,6 +65,7 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
         print(f"{spec.name}: up to date: {existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing}",
               file=echo)
         return existing
+    key = build_key(spec)  # before any stage runs: edits made during the build can't mislabel it
     accelerator = probe_accelerator()
     version = new_version()
     image_dir = artifacts / spec.name
@@ -74,6 +75,7 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
     log.say(f"building {spec.name} {version} (accelerator: {accelerator}); log: {log.path}")
     try:
         manifest = _run_stages(spec, version, accelerator, partial, log)
+        manifest["build_key"] = key
         write_manifest(partial / "manifest.json", manifest)
         final = image_dir / version
         partial.rename(final)
@@ -105,6 +107,17 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
             rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log)
 
     work = out / "work"
+    if spec.container_images:
+        with log.stage("containers"):
+            (work / "files" / "containers").mkdir(parents=True)
+            for image in spec.container_images:
+                image_key = stage_key(base=spec.base, image=image, tool=mmdebstrap_version,
+                                      code=hash_files([Path(containers.__file__),
+                                                       *containers.CONTAINER_FILES.iterdir()]))
+                entry = cached_stage("container", image_key, lambda d, image=image:
+                                     containers.build_container_image(spec, image, d, log), log)
+                os.link(entry / f"{image.name}.tar", work / "files" / "containers" / f"{image.name}.tar")
+
     with log.stage("provision"):
         render_tree(spec, work / "files" / "root")
         steps_dir = render_steps(spec, packer.PROVISION_STEPS, work / "steps")
@@ -136,7 +149,6 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         "description": spec.description,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "spec_sha256": spec.sha256,
-        "build_key": build_key(spec),
         "base": {"suite": spec.base.suite, "mirror": spec.base.mirror},
         "hostname": spec.hostname,
         "disk_size": spec.disk.size_bytes,

@@ -19,7 +19,7 @@ UPLOAD_DIR = "/tmp/golden"
 # Run in this order inside the guest, as root; a step may be a jinja2
 # template (<step>.j2) rendered with the spec. The facts are fetched before
 # the last step seals the image.
-PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "30-services.sh", "90-seal.sh"]
+PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "30-services.sh", "40-apps.sh", "90-seal.sh"]
 FACTS_PATH = "/etc/ansible/facts.d/golden.fact"
 
 

@@ -65,10 +65,30 @@ class Sockets:
 
 
 @dataclass(frozen=True)
+class ContainerImage:
+    """An OCI image built from Debian packages at build time (no registry)."""
+    name: str
+    packages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Container:
+    """How an app runs as a rootful Podman Quadlet service (ADR-003, ADR-005)."""
+    image: str                        # a name from container_images
+    exec: str = ""                    # command; empty: the image's default
+    environment: dict[str, str] = field(default_factory=dict)
+    network: str = "none"             # socket-only apps need no network
+    # Start as root and switch to this user inside (as Nextcloud's image does);
+    # empty: run as the app's own user from the start.
+    switch_to: str = ""
+
+
+@dataclass(frozen=True)
 class App:
     name: str
     postgresql: bool = False          # a database and role of the app's name
     valkey_db: Optional[int] = None   # Valkey database number, None: no Valkey
+    container: Optional[Container] = None
 
     @property
     def user(self) -> str:
@@ -84,6 +104,17 @@ class App:
 class Site:
     address: str                      # Caddy site address, e.g. ":80" or "http://infra"
     upstream: str                     # unix//path/to.sock
+    auth: str = "none"                # none | forward (ADR-004)
+    public_paths: list[str] = field(default_factory=list)  # skip forward auth
+
+
+@dataclass(frozen=True)
+class Auth:
+    """The forward-auth provider; defaults match an Authentik outpost."""
+    endpoint: str                     # unix//path or host:port of the provider
+    uri: str = "/outpost.goauthentik.io/auth/caddy"
+    copy_headers: list[str] = field(
+        default_factory=lambda: ["Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups"])
 
 
 @dataclass(frozen=True)
@@ -104,6 +135,8 @@ class ImageSpec:
     sockets: Sockets = field(default_factory=Sockets)
     apps: list[App] = field(default_factory=list)
     caddy: Caddy = field(default_factory=Caddy)
+    container_images: list[ContainerImage] = field(default_factory=list)
+    auth: Optional[Auth] = None
     path: str = ""        # where the spec was read from; not a YAML key
     sha256: str = ""      # hash of the spec file; not a YAML key
 
@@ -132,6 +165,10 @@ _CHECKS = {
                     "expected lowercase letters, digits and '-', not a system user"),
     "apps[].valkey_db": (lambda v: v is None or 0 <= v <= 15, "expected a number from 0 to 15"),
     "caddy.sites[].upstream": (lambda v: v.startswith("unix//"), "expected a Unix socket upstream (unix//path)"),
+    "caddy.sites[].auth": (lambda v: v in ("none", "forward"), "expected one of none, forward"),
+    "caddy.sites[].public_paths[]": (lambda v: v.startswith("/"), "expected a path starting with '/'"),
+    "apps[].container.network": (lambda v: v in ("none", "bridge"), "expected one of none, bridge"),
+    "container_images[].name": (lambda v: bool(NAME_RE.match(v)), "expected lowercase letters, digits and '-'"),
 }
 RESERVED_USERS = {"root", "postgres", "valkey", "caddy", "vagrant", "nobody"}
 
@@ -162,6 +199,11 @@ def _convert(value, tp, where: str, path: str):
         if not isinstance(value, dict):
             fail("expected a mapping")
         return _build(tp, value, where + ".", path)
+    if typing.get_origin(tp) is dict:
+        if not isinstance(value, dict):
+            fail("expected a mapping")
+        return {_convert(k, str, f"{where}.{k}", path): _convert(v, str, f"{where}.{k}", path)
+                for k, v in value.items()}
     if typing.get_origin(tp) is list:
         if not isinstance(value, list):
             fail("expected a list")
@@ -250,6 +292,14 @@ def load_spec(path: Path) -> ImageSpec:
     apps = [a.name for a in spec.apps]
     if len(set(apps)) != len(apps):
         raise SpecError(f"{shown}: apps: application names must be unique")
+    images = {i.name for i in spec.container_images}
+    for i, app in enumerate(spec.apps):
+        if app.container and app.container.image not in images:
+            raise SpecError(f"{shown}: apps[{i}].container.image: no container_images entry named "
+                            f"{app.container.image!r}")
+    for i, site in enumerate(spec.caddy.sites):
+        if site.auth == "forward" and spec.auth is None:
+            raise SpecError(f"{shown}: caddy.sites[{i}].auth: forward auth needs a spec-level `auth` provider")
     return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 

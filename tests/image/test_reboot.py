@@ -23,3 +23,11 @@ def test_services_and_data_survive_reboot(host):
     assert read.stdout.split() == ["kept", "kept"]
     # Credentials are made once per host, not on every boot.
     assert host.check_output("sudo cat /etc/golden/credentials/gitea.env") == credentials
+
+
+@pytest.mark.reboot
+def test_application_service_back_after_reboot(host):
+    # The previous test rebooted this VM.
+    from test_apps import _latest
+    assert host.service("probe").is_running
+    assert _latest(host, "probe", "postgresql").startswith("postgresql: ok")

@@ -1,0 +1,70 @@
+"""Applications as rootful Podman Quadlet services reaching the sockets (ADR-003, ADR-005)."""
+import re
+
+from conftest import wait_until
+
+
+def _latest(host, unit: str, service: str) -> str:
+    """The probe's most recent line about one service."""
+    def line():
+        out = host.check_output(f"sudo journalctl -u {unit} -b --no-pager -o cat | grep '^{service}: ' | tail -n 1")
+        return out
+    assert wait_until(lambda: line() != "", 120), f"{unit} printed nothing about {service}"
+    return line()
+
+
+def _container_pid(host, name: str) -> int:
+    assert wait_until(lambda: host.run(f"sudo podman inspect -f '{{{{.State.Pid}}}}' {name}").stdout.strip()
+                      not in ("", "0"), 120)
+    return int(host.check_output(f"sudo podman inspect -f '{{{{.State.Pid}}}}' {name}"))
+
+
+def test_quadlet_unit_is_system_level(host):
+    unit = host.file("/etc/containers/systemd/probe.container")
+    assert unit.exists
+    text = unit.content_string
+    assert "WantedBy=multi-user.target" in text and "Network=none" in text
+    assert "EnvironmentFile=/etc/golden/credentials/probe.env" in text
+    assert host.service("probe").is_running
+    assert host.check_output("systemctl show -P ControlGroup probe.service") == "/system.slice/probe.service"
+
+
+def test_probe_runs_as_its_user_with_client_groups(host, facts):
+    pid = _container_pid(host, "probe")
+    status = host.check_output(f"sudo cat /proc/{pid}/status")
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.M).group(1)
+    groups = set(re.search(r"^Groups:\s*(.*)$", status, re.M).group(1).split())
+    assert int(uid) == host.user("probe").uid
+    assert {str(facts["postgresql_client_group_gid"]), str(facts["valkey_client_group_gid"])} <= groups
+
+
+def test_probe_reaches_postgresql_and_valkey_through_sockets(host):
+    assert _latest(host, "probe", "postgresql").startswith("postgresql: ok")
+    assert _latest(host, "probe", "valkey") == "valkey: ok"
+
+
+def test_probe_has_no_network_but_loopback(host):
+    pid = _container_pid(host, "probe")
+    interfaces = [line.split(":")[0].strip()
+                  for line in host.check_output(f"sudo cat /proc/{pid}/net/dev").splitlines()[2:]]
+    assert interfaces == ["lo"]
+
+
+def test_image_was_preloaded_not_pulled(host):
+    images = host.check_output("sudo podman images --format '{{.Repository}}:{{.Tag}}'").split()
+    assert "localhost/golden/probe:latest" in images
+    assert host.check_output("sudo podman inspect -f '{{.ImageName}}' probe") == "localhost/golden/probe:latest"
+    # The unit never pulls: Quadlet's default pull policy ("missing") found it locally.
+    assert "Trying to pull" not in host.check_output("sudo journalctl -u probe -b --no-pager -o cat")
+
+
+def test_user_switching_container(host, policy):
+    """Starts as root with the client groups, drops to nobody: the groups go too."""
+    pg = _latest(host, "switcher", "postgresql")
+    valkey = _latest(host, "switcher", "valkey")
+    if policy == "group":
+        assert "Permission denied" in pg
+        assert "Permission denied" in valkey
+    else:  # open: the socket is reachable; its own password lets it in
+        assert pg.startswith("postgresql: ok (uid=65534")
+        assert valkey == "valkey: ok"
