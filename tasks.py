@@ -1,6 +1,5 @@
 """invoke tasks: thin wrappers; the logic lives in the golden package."""
 import signal
-import sys
 
 from invoke import Exit, task
 

@@ -85,6 +85,17 @@ def wait_until(predicate, seconds: float, step: float = 0.5) -> bool:
     return predicate()
 
 
+def start_unix_server(host, unit: str, source: str, sock: str) -> None:
+    """Runs a small Python server (source) on the Unix socket sock as a
+    transient systemd unit; returns once the new server has bound it."""
+    host.run(f"sudo systemctl stop {unit}; sudo systemctl reset-failed {unit}")
+    host.run_test(f"sudo rm -f {sock} && sudo install -d -m 0755 {sock.rsplit('/', 1)[0]}")
+    host.run(f"sudo tee /tmp/{unit}.py >/dev/null <<'PY'\n{source}\nPY")
+    host.run_test(f"sudo systemd-run --unit {unit} python3 /tmp/{unit}.py {sock}")
+    with host.sudo():
+        assert wait_until(lambda: host.file(sock).is_socket, 20), f"{unit} did not bind {sock}"
+
+
 def reboot(host, timeout: float = 300) -> None:
     """Reboots the VM and reconnects this host's backend."""
     boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")

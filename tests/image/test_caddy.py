@@ -1,7 +1,7 @@
 """Caddy 2.6: sites on 80/443 to Unix-socket upstreams, admin API on a Unix socket."""
 import pytest
 
-from conftest import main_pid, wait_until
+from conftest import main_pid, start_unix_server, wait_until
 
 ADMIN = "/run/caddy/admin.sock"
 UNIT = "caddy.service"
@@ -45,10 +45,7 @@ def test_unprivileged_user_cannot_use_admin_api(host, outsider):
 
 @pytest.fixture
 def backend(host):
-    host.run_test(f"sudo install -d -m 0755 {UPSTREAM_DIR}")
-    host.run("sudo tee /tmp/golden-backend.py >/dev/null <<'PY'\n" + BACKEND + "\nPY")
-    host.run(f"sudo systemd-run --unit golden-test-backend python3 /tmp/golden-backend.py {UPSTREAM_DIR}/web.sock")
-    assert wait_until(lambda: host.file(f"{UPSTREAM_DIR}/web.sock").is_socket, 15)
+    start_unix_server(host, "golden-test-backend", BACKEND, f"{UPSTREAM_DIR}/web.sock")
     yield
     host.run("sudo systemctl stop golden-test-backend")
 

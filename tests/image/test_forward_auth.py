@@ -2,7 +2,7 @@
 and backend that the test starts inside the VM on Unix sockets."""
 import pytest
 
-from conftest import wait_until
+from conftest import start_unix_server
 
 SITE = "app.infra.test"
 AUTH = r"""
@@ -37,19 +37,10 @@ srv = socketserver.UnixStreamServer(path, H); os.chmod(path, 0o666); srv.serve_f
 """
 
 
-def _start(host, unit: str, source: str, sock: str):
-    host.run(f"sudo install -d -m 0755 {sock.rsplit('/', 1)[0]}")
-    host.run(f"sudo tee /tmp/{unit}.py >/dev/null <<'PY'\n{source}\nPY")
-    host.run(f"sudo systemctl stop {unit} 2>/dev/null; sudo systemctl reset-failed {unit} 2>/dev/null")
-    host.run_test(f"sudo systemd-run --unit {unit} python3 /tmp/{unit}.py {sock}")
-    with host.sudo():
-        assert wait_until(lambda: host.file(sock).is_socket, 20)
-
-
 @pytest.fixture
 def servers(host):
-    _start(host, "golden-test-auth", AUTH, "/run/golden-auth/auth.sock")
-    _start(host, "golden-test-web", BACKEND, "/run/web/web.sock")
+    start_unix_server(host, "golden-test-auth", AUTH, "/run/golden-auth/auth.sock")
+    start_unix_server(host, "golden-test-web", BACKEND, "/run/web/web.sock")
     yield
     host.run("sudo systemctl stop golden-test-auth golden-test-web")
 

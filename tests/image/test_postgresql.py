@@ -1,5 +1,4 @@
 """PostgreSQL 17: native, Unix socket only, per-app roles by password."""
-import pytest
 
 from conftest import as_app, as_user, main_pid, wait_until
 
@@ -25,7 +24,7 @@ def test_no_tcp(host):
 
 
 def test_app_reads_and_writes_its_own_database(host, manifest):
-    r = as_app(host, "authentik", 'psql -X -v ON_ERROR_STOP=1 -tAc "'
+    r = as_app(host, "authentik", 'psql -X -q -v ON_ERROR_STOP=1 -tAc "'
                "CREATE TABLE IF NOT EXISTS t (v text); INSERT INTO t VALUES ('hello'); "
                "SELECT count(*) > 0 FROM t WHERE v = 'hello'; SELECT current_user\"")
     assert r.rc == 0, r.stderr

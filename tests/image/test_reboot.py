@@ -8,7 +8,7 @@ CLI = 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_
 
 @pytest.mark.reboot
 def test_services_and_data_survive_reboot(host):
-    wrote = as_app(host, "gitea", 'psql -X -v ON_ERROR_STOP=1 -tAc "CREATE TABLE before_reboot (v text); '
+    wrote = as_app(host, "gitea", 'psql -X -q -v ON_ERROR_STOP=1 -tAc "CREATE TABLE before_reboot (v text); '
                    "INSERT INTO before_reboot VALUES ('kept')\" && "
                    f"{CLI} SET before-reboot kept")
     assert wrote.rc == 0, wrote.stderr
