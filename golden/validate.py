@@ -20,7 +20,8 @@ from golden.runner import BuildLog
 from golden.vagrant import VagrantVMs
 
 REPO = Path(__file__).resolve().parent.parent
-# Two VMs from the same box: identity (machine-id, host keys) must differ.
+# Two VMs from the same box: the suite runs on the first; the checks that
+# identity (machine-id, host keys, credentials) differs per host use both.
 MACHINES = ["golden-a", "golden-b"]
 
 
@@ -70,10 +71,10 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
                     vms.up()
                 ssh_config = vms.write_ssh_config(work / "ssh-config")
                 with log.stage("tests/image"):
-                    hosts = ",".join(f"paramiko://{m}" for m in MACHINES)
+                    peers = ",".join(f"paramiko://{m}" for m in MACHINES)
                     subprocess.run(session.wrap([
                         sys.executable, "-m", "pytest", REPO / "tests" / "image", "-p", "no:cacheprovider",
-                        f"--hosts={hosts}", f"--ssh-config={ssh_config}",
+                        f"--hosts=paramiko://{MACHINES[0]}", f"--golden-peers={peers}", f"--ssh-config={ssh_config}",
                         f"--golden-manifest={manifest_path}", f"--junitxml={report}",
                         "-o", "junit_family=xunit1"]), cwd=REPO)
             finally:

@@ -1,6 +1,7 @@
 """testinfra against VMs booted from a built box (run by ./inv test).
 
-Hosts come from --hosts (one per VM, all from the same box); the built
+The suite runs on --hosts; --golden-peers lists every VM booted from the
+same box, for the checks that each host has its own identity. The built
 artifact's manifest from --golden-manifest tells what the image promises.
 Tests marked `reboot` run last: they restart the VMs.
 """
@@ -15,6 +16,8 @@ OUTSIDER = "golden-outsider"  # a local user in no client group
 
 def pytest_addoption(parser):
     parser.addoption("--golden-manifest", required=True, help="manifest.json of the artifact under test")
+    parser.addoption("--golden-peers", required=True,
+                     help="every VM booted from the box (comma-separated hostspecs), for uniqueness checks")
 
 
 def pytest_configure(config):
@@ -44,7 +47,7 @@ def policy(facts):
 @pytest.fixture(scope="session")
 def all_hosts(request):
     """Every VM of the run, for properties that must differ between hosts."""
-    specs = request.config.getoption("hosts").split(",")
+    specs = request.config.getoption("golden_peers").split(",")
     hosts = [testinfra.get_host(s, ssh_config=request.config.getoption("ssh_config")) for s in specs]
     if len(hosts) < 2:
         pytest.fail("host uniqueness needs two VMs from the same box")
