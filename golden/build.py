@@ -107,16 +107,16 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
             rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log)
 
     work = out / "work"
+    container_tars = {}
     if spec.container_images:
         with log.stage("containers"):
-            (work / "files" / "containers").mkdir(parents=True)
             for image in spec.container_images:
                 image_key = stage_key(base=spec.base, image=image, tool=mmdebstrap_version,
                                       code=hash_files([Path(containers.__file__),
                                                        *containers.CONTAINER_FILES.iterdir()]))
                 entry = cached_stage("container", image_key, lambda d, image=image:
                                      containers.build_container_image(spec, image, d, log), log)
-                os.link(entry / f"{image.name}.tar", work / "files" / "containers" / f"{image.name}.tar")
+                container_tars[image.name] = entry / f"{image.name}.tar"
 
     with log.stage("provision"):
         render_tree(spec, work / "files" / "root")
@@ -125,7 +125,8 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         template = packer.packer_template(
             spec, disk=disk_dir / "disk.qcow2", kernel=rootfs_dir / "vmlinuz", initrd=rootfs_dir / "initrd.img",
             root_uuid=root_uuid, accelerator=accelerator, output_dir=work / "out", files_dir=work / "files",
-            steps_dir=steps_dir, ssh_key=private_key, serial_log=serial_log, facts_out=work / "facts.json")
+            steps_dir=steps_dir, ssh_key=private_key, serial_log=serial_log, facts_out=work / "facts.json",
+            container_tars=container_tars)
         template_path = packer.write_template(template, work / "packer.json")
         try:
             packer.run_packer(template_path, log)

@@ -23,9 +23,15 @@ PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "30-services.sh", "40-
 FACTS_PATH = "/etc/ansible/facts.d/golden.fact"
 
 
+def container_disk_serial(name: str) -> str:
+    """virtio serial (at most 20 characters) of the disk carrying a container
+    image; the guest sees it as /dev/disk/by-id/virtio-<serial>."""
+    return f"golden-{name}"[:20]
+
+
 def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, root_uuid: str,
                     accelerator: str, output_dir: Path, files_dir: Path, steps_dir: Path, ssh_key: Path,
-                    serial_log: Path, facts_out: Path) -> dict:
+                    serial_log: Path, facts_out: Path, container_tars: dict[str, Path] | None = None) -> dict:
     qemuargs = [
         ["-kernel", str(kernel)],
         ["-initrd", str(initrd)],
@@ -34,6 +40,14 @@ def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, 
         ["-device", "virtio-net,netdev=user.0"],
         ["-serial", f"file:{serial_log}"],
     ]
+    # Container images reach the build VM as read-only disks, not over SSH:
+    # large uploads through QEMU's user network stalled now and then.
+    for name, tar in (container_tars or {}).items():
+        node = f"ctr-{name}"
+        qemuargs += [
+            ["-blockdev", f"driver=raw,node-name={node},read-only=on,file.driver=file,file.filename={tar}"],
+            ["-device", f"virtio-blk-pci,drive={node},serial={container_disk_serial(name)}"],
+        ]
     return {
         "builders": [{
             "type": "qemu",

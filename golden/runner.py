@@ -1,7 +1,9 @@
 """Running tools with their full output in build.log, and timing stages."""
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -46,9 +48,16 @@ class BuildLog:
         self.write(f"$ {shlex.join(str(c) for c in cmd)}" + (f" <<EOF\n{input}EOF" if input else ""))
         with self.path.open("a") as f:
             offset = f.tell()
-            proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True,
-                                  input=input, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
+            # Its own process group: an interrupt stops the tool and everything it
+            # started (Packer's plugins, QEMU), not just the tool itself.
+            proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True,
+                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                    stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
+            try:
+                proc.communicate(input)
+            except BaseException:
+                stop_process_group(proc)
+                raise
         if proc.returncode != 0:
             with self.path.open() as f:
                 f.seek(offset)
@@ -56,6 +65,19 @@ class BuildLog:
             detail = "\n    ".join(last)
             raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
                               f"full log: {self.path}\n    {detail}")
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def capture(cmd: list[str]) -> str:

@@ -34,7 +34,7 @@ def test_quadlet_units_rendered_per_app(infra, tmp_path):
     assert "User=0:0" in switcher.splitlines()
     assert "Exec=runuser -u nobody -- /usr/local/bin/golden-probe" in switcher.splitlines()
     assert "authentik.container" not in step  # apps without a container get no unit
-    assert "podman import --quiet \"$GOLDEN_FILES/containers/probe.tar\" localhost/golden/probe:latest" in step
+    assert "podman import --quiet - localhost/golden/probe:latest \\\n  </dev/disk/by-id/virtio-golden-probe" in step
     assert subprocess.run(["sh", "-n", str(tmp_path / "40-apps.sh")]).returncode == 0
 
 
