@@ -86,13 +86,14 @@ class Container:
 @dataclass(frozen=True)
 class App:
     name: str
-    postgresql: bool = False          # a database and role of the app's name
+    user: str = ""                    # its system user (and PostgreSQL role); default: name
+    postgresql: bool = False          # a database of the app's name, owned by its role
     valkey_db: Optional[int] = None   # Valkey database number, None: no Valkey
     container: Optional[Container] = None
 
-    @property
-    def user(self) -> str:
-        return self.name
+    def __post_init__(self):
+        if not self.user:
+            object.__setattr__(self, "user", self.name)
 
     @property
     def groups(self) -> list[str]:
@@ -162,6 +163,8 @@ _CHECKS = {
     "vm.cpus": (lambda v: v >= 1, "expected at least 1"),
     "sockets.access": (lambda v: v in ("group", "open"), "expected one of group, open"),
     "apps[].name": (lambda v: bool(NAME_RE.match(v)) and v not in RESERVED_USERS,
+                    "expected lowercase letters, digits and '-', not a system user"),
+    "apps[].user": (lambda v: bool(NAME_RE.match(v)) and v not in RESERVED_USERS,
                     "expected lowercase letters, digits and '-', not a system user"),
     "apps[].valkey_db": (lambda v: v is None or 0 <= v <= 15, "expected a number from 0 to 15"),
     "caddy.sites[].upstream": (lambda v: v.startswith("unix//"), "expected a Unix socket upstream (unix//path)"),
@@ -289,9 +292,10 @@ def load_spec(path: Path) -> ImageSpec:
     spec = _build(ImageSpec, data, "", shown)
     if spec.name != path.stem:
         raise SpecError(f"{shown}: name: must match the file name ({path.stem!r})")
-    apps = [a.name for a in spec.apps]
-    if len(set(apps)) != len(apps):
-        raise SpecError(f"{shown}: apps: application names must be unique")
+    for field_name in ("name", "user"):
+        values = [getattr(a, field_name) for a in spec.apps]
+        if len(set(values)) != len(values):
+            raise SpecError(f"{shown}: apps: application {field_name}s must be unique")
     images = {i.name for i in spec.container_images}
     for i, app in enumerate(spec.apps):
         if app.container and app.container.image not in images:

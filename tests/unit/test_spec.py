@@ -112,6 +112,10 @@ def test_extends_shares_the_parent_spec(write_spec):
      "a.yaml: apps[0].name: expected lowercase"),
     ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x}, {name: x}]\n"},
      "a.yaml: apps: application names must be unique"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, user: y}, {name: y}]\n"},
+     "a.yaml: apps: application users must be unique"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, user: caddy}]\n"},
+     "a.yaml: apps[0].user: expected lowercase"),
     ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'localhost:8080'}]}\n"},
      "a.yaml: caddy.sites[0].upstream: expected a Unix socket upstream"),
 ])
@@ -121,3 +125,13 @@ def test_bad_extended_or_service_specs(write_spec, files, message):
     with pytest.raises(SpecError) as err:
         load_spec(write_spec("a", files["a"]))
     assert message in str(err.value)
+
+
+def test_app_user_defaults_to_its_name_and_can_differ(write_spec, tmp_path):
+    spec = load_spec(write_spec("x", "name: x\nhostname: x\nbase: {suite: trixie}\n"
+                                "apps: [{name: nextcloud, user: www-app, postgresql: true}, {name: gitea}]\n"))
+    assert [(a.name, a.user) for a in spec.apps] == [("nextcloud", "www-app"), ("gitea", "gitea")]
+    from golden.templates import render_tree
+    render_tree(spec, tmp_path / "root")
+    hba = (tmp_path / "root/etc/postgresql/17/main/pg_hba.conf").read_text()
+    assert "local   nextcloud       www-app         scram-sha-256" in hba
