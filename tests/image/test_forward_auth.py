@@ -49,7 +49,7 @@ def _get(host, path: str, *headers: str):
     args = " ".join(f"-H '{h}'" for h in headers)
     out = host.check_output(f"curl -s -w '\\n%{{http_code}}' -H 'Host: {SITE}' {args} http://127.0.0.1{path}")
     body, _, code = out.rpartition("\n")
-    return int(code), body
+    return int(code), body.strip()
 
 
 def test_no_session_gets_the_auth_endpoints_answer(host, servers):
