@@ -82,3 +82,22 @@ def verify(c, from_, image, version=None):
 
     from golden.publish import verify as verify_published
     _guard(lambda: verify_published(Path(from_), image, version))
+
+
+@task(help={"image": "image spec name (default: every image with artifacts)",
+            "keep": "versions to keep per image (default 1: the newest)",
+            "cache": "also remove the stage cache ($GOLDEN_CACHE or ~/.cache/golden)"})
+def clean(c, image=None, keep=1, cache=False):
+    """Remove failed builds and old versions from artifacts/ (and the cache)."""
+    from golden.build import ARTIFACTS
+    from golden.clean import clean_cache, clean_image
+    from golden.spec import select_specs
+
+    def run():
+        names = [s.name for s in select_specs(image)] if image else \
+            sorted(p.name for p in ARTIFACTS.iterdir() if p.is_dir()) if ARTIFACTS.is_dir() else []
+        for name in names:
+            clean_image(ARTIFACTS / name, keep=int(keep))
+        if cache:
+            clean_cache()
+    _guard(run)

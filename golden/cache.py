@@ -20,10 +20,16 @@ def cache_dir() -> Path:
     return Path(xdg) / "golden"
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def hash_files(paths: list[Path]) -> str:
+    """Hash of the files' contents and their places (relative to the
+    repository when inside it), so a file moved elsewhere changes the key."""
     h = hashlib.sha256()
-    for path in sorted(paths):
-        h.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(Path(p).resolve() for p in paths):
+        place = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+        h.update(str(place).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -65,7 +65,9 @@ def libvirt_session(log_dir: Path, say=print):
         return
     netns = f"golden-{os.getpid()}"
     say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {netns}")
-    subprocess.run(["ip", "netns", "add", netns], check=True)
+    added = subprocess.run(["ip", "netns", "add", netns], capture_output=True, text=True)
+    if added.returncode != 0:
+        raise GoldenError(f"cannot create network namespace {netns}: {added.stderr.strip()}")
     procs: list[subprocess.Popen] = []
     try:
         subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)

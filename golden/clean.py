@@ -1,0 +1,31 @@
+"""./inv clean: remove failed builds and old versions, optionally the cache."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from golden.build import version_dirs
+from golden.cache import cache_dir
+
+
+def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
+    """Removes leftovers of failed or killed builds (.<version>.partial) and all
+    but the newest `keep` versions; `latest` always stays valid."""
+    removed = []
+    if not image_dir.is_dir():
+        return removed
+    removed += [d for d in image_dir.glob(".*.partial") if d.is_dir()]
+    latest = (image_dir / "latest").resolve() if (image_dir / "latest").exists() else None
+    versions = version_dirs(image_dir)
+    removed += [d for d in versions[max(keep, 1):] if d.resolve() != latest]
+    for d in removed:
+        shutil.rmtree(d)
+        say(f"removed {d}")
+    return removed
+
+
+def clean_cache(say=print) -> None:
+    path = cache_dir()
+    if path.exists():
+        shutil.rmtree(path)
+        say(f"removed {path}")
