@@ -24,7 +24,7 @@ from golden.spec import ImageSpec
 from golden.templates import render_steps, render_tree
 from golden.vagrant_keys import insecure_key_pair
 
-REPO = Path(__file__).resolve().parent.parent
+from golden.paths import REPO
 ARTIFACTS = Path(os.environ.get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
 STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, containers, packer, package)] + [Path(__file__)]
 

@@ -20,7 +20,7 @@ def cache_dir() -> Path:
     return Path(xdg) / "golden"
 
 
-REPO = Path(__file__).resolve().parent.parent
+from golden.paths import REPO
 
 
 def hash_files(paths: list[Path]) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from golden.paths import PROVISION_DIR
 from golden.rootfs import DPKG_OPTIONS
 from golden.runner import BuildLog
 from golden.spec import ContainerImage, ImageSpec
 
-CONTAINER_FILES = Path(__file__).resolve().parent.parent / "provision" / "containers"
+CONTAINER_FILES = PROVISION_DIR / "containers"
 
 
 def image_ref(image: ContainerImage) -> str:

@@ -9,12 +9,12 @@ mode with `restrict=on` (no route out) and the SSH forward bound to
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from golden.runner import BuildLog
 from golden.spec import ImageSpec
 
-PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
 UPLOAD_DIR = "/tmp/golden"
 # Run in this order inside the guest, as root; a step may be a jinja2
 # template (<step>.j2) rendered with the spec. The facts are fetched before
@@ -101,12 +101,7 @@ def write_template(template: dict, path: Path) -> Path:
     return path
 
 
-def validate(template_path: Path, log: BuildLog) -> None:
-    log.run(["packer", "validate", template_path], env=packer_env(template_path.parent))
-
-
 def packer_env(work_dir: Path) -> dict:
-    import os
     env = dict(os.environ)
     env.update({"PACKER_CACHE_DIR": str(work_dir / "packer_cache"),
                 "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1",

@@ -11,7 +11,7 @@ from pathlib import Path
 from golden.runner import BuildLog
 from golden.spec import ImageSpec
 
-PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
+from golden.paths import PROVISION_DIR
 CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
 # The base every image needs to boot, log in and be provisioned.
 BASE_PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",

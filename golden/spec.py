@@ -17,10 +17,11 @@ from pathlib import Path
 import yaml
 
 from golden.errors import GoldenError
+from golden.paths import REPO
 
 import os
 
-IMAGES_DIR = Path(os.environ.get("GOLDEN_IMAGES") or Path(__file__).resolve().parent.parent / "images")
+IMAGES_DIR = Path(os.environ.get("GOLDEN_IMAGES") or REPO / "images")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
 

@@ -7,7 +7,7 @@ import jinja2
 
 from golden.spec import ImageSpec
 
-PROVISION_DIR = Path(__file__).resolve().parent.parent / "provision"
+from golden.paths import PROVISION_DIR
 TEMPLATES_DIR = PROVISION_DIR / "templates"
 
 

@@ -6,9 +6,10 @@ import subprocess
 from pathlib import Path
 
 from golden.libvirt import URI, LibvirtSession
+from golden.paths import REPO
 from golden.runner import BuildLog, capture
 
-VAGRANT_DIR = Path(__file__).resolve().parent.parent / "vagrant"
+VAGRANT_DIR = REPO / "vagrant"
 
 
 class VagrantVMs:

@@ -19,7 +19,7 @@ from golden.manifest import read_manifest, record_test
 from golden.runner import BuildLog
 from golden.vagrant import VagrantVMs
 
-REPO = Path(__file__).resolve().parent.parent
+from golden.paths import REPO
 # Two VMs from the same box: the suite runs on the first; the checks that
 # identity (machine-id, host keys, credentials) differs per host use both.
 MACHINES = ["golden-a", "golden-b"]

@@ -75,6 +75,19 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+# valkey-cli as an app, with the credentials from its environment file.
+VALKEY_CLI = ('valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_PASSWORD" '
+              '--no-auth-warning -n "$VALKEY_DB"')
+
+
+def latest_probe_line(host, unit: str, service: str) -> str:
+    """A probe container's most recent line about one service ("postgresql: ok")."""
+    def line():
+        return host.check_output(f"sudo journalctl -u {unit} -b --no-pager -o cat | grep '^{service}: ' | tail -n 1")
+    assert wait_until(lambda: line() != "", 120), f"{unit} printed nothing about {service}"
+    return line()
+
+
 def main_pid(host, unit: str) -> int:
     return int(host.check_output(f"systemctl show -P MainPID {unit}"))
 

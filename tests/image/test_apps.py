@@ -1,16 +1,7 @@
 """Applications as rootful Podman Quadlet services reaching the sockets (ADR-003, ADR-005)."""
 import re
 
-from conftest import wait_until
-
-
-def _latest(host, unit: str, service: str) -> str:
-    """The probe's most recent line about one service."""
-    def line():
-        out = host.check_output(f"sudo journalctl -u {unit} -b --no-pager -o cat | grep '^{service}: ' | tail -n 1")
-        return out
-    assert wait_until(lambda: line() != "", 120), f"{unit} printed nothing about {service}"
-    return line()
+from conftest import latest_probe_line, wait_until
 
 
 def _container_pid(host, name: str) -> int:
@@ -39,8 +30,8 @@ def test_probe_runs_as_its_user_with_client_groups(host, facts):
 
 
 def test_probe_reaches_postgresql_and_valkey_through_sockets(host):
-    assert _latest(host, "probe", "postgresql").startswith("postgresql: ok")
-    assert _latest(host, "probe", "valkey") == "valkey: ok"
+    assert latest_probe_line(host, "probe", "postgresql").startswith("postgresql: ok")
+    assert latest_probe_line(host, "probe", "valkey") == "valkey: ok"
 
 
 def test_probe_has_no_network_but_loopback(host):
@@ -60,8 +51,8 @@ def test_image_was_preloaded_not_pulled(host):
 
 def test_user_switching_container(host, policy):
     """Starts as root with the client groups, drops to nobody: the groups go too."""
-    pg = _latest(host, "switcher", "postgresql")
-    valkey = _latest(host, "switcher", "valkey")
+    pg = latest_probe_line(host, "switcher", "postgresql")
+    valkey = latest_probe_line(host, "switcher", "valkey")
     if policy == "group":
         assert "Permission denied" in pg
         assert "Permission denied" in valkey

@@ -1,9 +1,9 @@
 """After a reboot every service is back and its data is still there."""
 import pytest
 
-from conftest import as_app, reboot
+from conftest import VALKEY_CLI, as_app, latest_probe_line, reboot
 
-CLI = 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_PASSWORD" --no-auth-warning -n "$VALKEY_DB"'
+CLI = VALKEY_CLI
 
 
 @pytest.mark.reboot
@@ -28,6 +28,5 @@ def test_services_and_data_survive_reboot(host):
 @pytest.mark.reboot
 def test_application_service_back_after_reboot(host):
     # The previous test rebooted this VM.
-    from test_apps import _latest
     assert host.service("probe").is_running
-    assert _latest(host, "probe", "postgresql").startswith("postgresql: ok")
+    assert latest_probe_line(host, "probe", "postgresql").startswith("postgresql: ok")

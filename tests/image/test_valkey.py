@@ -1,9 +1,9 @@
 """Valkey 8.1: native, Unix socket only, ACL user per app, no default user."""
-from conftest import as_app, as_user, main_pid, wait_until
+from conftest import VALKEY_CLI, as_app, as_user, main_pid, wait_until
 
 SOCKET = "/var/run/valkey/valkey.sock"
 UNIT = "valkey-server.service"
-CLI = 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass "$VALKEY_PASSWORD" --no-auth-warning -n "$VALKEY_DB"'
+CLI = VALKEY_CLI
 
 
 def test_enabled_and_running(host):
