@@ -50,38 +50,33 @@ def test(c, image=None):
     _guard(run)
 
 
-@task(help={"to": "box repository: a directory",
+@task(help={"to": "box repository: a directory or an http(s):// WebDAV base URL "
+                  "(credentials: GOLDEN_PUBLISH_USER/GOLDEN_PUBLISH_PASSWORD or GOLDEN_PUBLISH_TOKEN)",
             "image": "image spec name (default: every spec in images/)",
             "version": "version to publish (default: latest)",
             "force": "replace a version already published with different content (never skips the test gate)",
             "keep": "keep only the newest N versions in the repository and catalog"})
 def publish(c, to, image=None, version=None, force=False, keep=None):
     """Publish tested image(s): files, signed SHA256SUMS, then the Vagrant catalog."""
-    from pathlib import Path
-
     from golden.build import ARTIFACTS
     from golden.publish import PublishError, publish as publish_artifact
     from golden.spec import select_specs
 
     def run():
-        if to.startswith(("http://", "https://")):
-            raise PublishError("publishing over HTTP is not supported yet; publish to a directory")
         for spec in select_specs(image):
             artifact = ARTIFACTS / spec.name / (version or "latest")
             if not artifact.is_dir():
                 raise PublishError(f"{spec.name}: no built artifact {artifact}")
-            publish_artifact(artifact.resolve(), Path(to), force=force, keep=int(keep) if keep else None)
+            publish_artifact(artifact.resolve(), to, force=force, keep=int(keep) if keep else None)
     _guard(run)
 
 
-@task(help={"from_": "box repository: a directory", "image": "image name",
+@task(help={"from_": "box repository: a directory or an http(s):// base URL", "image": "image name",
             "version": "version to check (default: newest in the catalog)"})
 def verify(c, from_, image, version=None):
     """Check a published image's signature and checksums."""
-    from pathlib import Path
-
     from golden.publish import verify as verify_published
-    _guard(lambda: verify_published(Path(from_), image, version))
+    _guard(lambda: verify_published(from_, image, version))
 
 
 @task(help={"image": "image spec name (default: every image with artifacts)",

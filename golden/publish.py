@@ -1,26 +1,26 @@
 """./inv publish and ./inv verify: only tested images reach a box repository.
 
-Repository layout (a directory; HTTP targets are not supported yet):
+Repository layout (a directory or an http(s):// WebDAV base URL, see
+golden.repository):
     <target>/<name>/<version>/   box, qcow2, manifest.json, SHA256SUMS, SHA256SUMS.sig
     <target>/<name>/metadata.json   Vagrant box catalog, replaced atomically, written last
 
-Publishing refuses, before copying anything, an image without a passing test
-verdict (`--force` never bypasses that), one whose files no longer match
+Publishing refuses, before uploading anything, an image without a passing
+test verdict (`--force` never bypasses that), one whose files no longer match
 their checksums, and a version already published with different content.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-from contextlib import contextmanager
+import tempfile
 from pathlib import Path
 
 from golden.errors import GoldenError
 from golden.manifest import read_manifest
 from golden.package import sha256_file
+from golden.repository import open_repository
 
 SIGNATURE_NAMESPACE = "file"
 SIGNER_IDENTITY = "golden"
@@ -59,14 +59,6 @@ def check_publishable(artifact: Path) -> dict:
     return manifest
 
 
-@contextmanager
-def _lock(image_dir: Path):
-    image_dir.mkdir(parents=True, exist_ok=True)
-    with (image_dir / ".publish.lock").open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # concurrent publishes of one image take turns
-        yield
-
-
 def sign(sums: Path, key: Path) -> Path:
     proc = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE, str(sums)],
                           capture_output=True, text=True)
@@ -79,105 +71,112 @@ def _box_file(manifest: dict) -> dict:
     return next(f for f in manifest["files"] if f["name"].endswith(".libvirt.box"))
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _catalog_entry(manifest: dict, version_dir: Path) -> dict:
-    box = _box_file(manifest)
+def _catalog_entry(manifest: dict, box_url: str) -> dict:
     return {"version": manifest["version"],
-            "providers": [{"name": "libvirt", "url": (version_dir / box["name"]).resolve().as_uri(),
-                           "checksum_type": "sha256", "checksum": box["sha256"], "architecture": "amd64"}]}
+            "providers": [{"name": "libvirt", "url": box_url, "checksum_type": "sha256",
+                           "checksum": _box_file(manifest)["sha256"], "architecture": "amd64"}]}
 
 
 def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
-def publish(artifact: Path, target: Path, force: bool = False, keep: int | None = None, say=print) -> Path:
+def _read_catalog(repo, name: str) -> dict | None:
+    raw = repo.read(f"{name}/metadata.json")
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise PublishError(f"{repo.url(name + '/metadata.json')}: the catalog is not valid JSON") from None
+
+
+def publish(artifact: Path, target, force: bool = False, keep: int | None = None, say=print) -> str:
+    """Publishes a tested artifact; returns the URL of its version directory."""
     manifest = check_publishable(artifact)  # never bypassed, not even by force
     key = signing_key()
+    repo = open_repository(target)
     name, version = manifest["name"], manifest["version"]
-    image_dir = Path(target) / name
-    with _lock(image_dir):
-        final = image_dir / version
-        ours = (artifact / "SHA256SUMS").read_text()
-        if final.exists():
-            theirs = (final / "SHA256SUMS").read_text() if (final / "SHA256SUMS").is_file() else ""
-            if theirs != ours and not force:
-                raise PublishError(f"{name} {version} is already published with different content "
-                                   f"({final}); use --force to replace it")
-        staging = image_dir / f".{version}.tmp-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
-            for entry in manifest["files"]:
-                shutil.copyfile(artifact / entry["name"], staging / entry["name"])
-            for extra in ("SHA256SUMS", "manifest.json"):
-                shutil.copyfile(artifact / extra, staging / extra)
-            sign(staging / "SHA256SUMS", key)
-            shutil.copyfile(key.with_name(key.name + ".pub"), staging / "signing-key.pub")
-            if final.exists():
-                shutil.rmtree(final)
-            staging.rename(final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        _verify_files(final, manifest)  # what was written reads back intact
-
-        catalog_path = image_dir / "metadata.json"
-        catalog = json.loads(catalog_path.read_text()) if catalog_path.is_file() else \
+    final = f"{name}/{version}/"
+    with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-publish-") as scratch:
+        ours = (artifact / "SHA256SUMS").read_bytes()
+        theirs = repo.read(final + "SHA256SUMS")
+        if theirs is not None and theirs != ours and not force:
+            raise PublishError(f"{name} {version} is already published with different content "
+                               f"({repo.url(final)}); use --force to replace it")
+        catalog = _read_catalog(repo, name) or \
             {"name": f"golden/{name}", "description": manifest.get("description", ""), "versions": []}
+        sums = Path(scratch) / "SHA256SUMS"
+        sums.write_bytes(ours)
+        uploads = [artifact / e["name"] for e in manifest["files"]] + \
+                  [artifact / "manifest.json", sums, sign(sums, key), key.with_name(key.name + ".pub")]
+        staging = f"{name}/.{version}.tmp-{os.getpid()}/"
+        try:
+            for path in uploads:
+                say(f"  upload {path.name}")
+                repo.upload(path, staging + ("signing-key.pub" if path.name == key.name + ".pub" else path.name))
+            repo.move(staging, final)
+        finally:
+            repo.delete(staging)
+        for entry in manifest["files"]:  # what was written reads back intact
+            if repo.sha256(final + entry["name"]) != entry["sha256"]:
+                raise PublishError(f"{repo.url(final + entry['name'])}: checksum mismatch after publishing")
+
         catalog["versions"] = [v for v in catalog["versions"] if v["version"] != version]
-        catalog["versions"].append(_catalog_entry(manifest, final))
+        catalog["versions"].append(_catalog_entry(manifest, repo.url(final + _box_file(manifest)["name"])))
         catalog["versions"].sort(key=lambda v: _version_key(v["version"]), reverse=True)
         dropped = catalog["versions"][keep:] if keep else []
         catalog["versions"] = catalog["versions"][:keep] if keep else catalog["versions"]
-        _write_json_atomically(catalog_path, catalog)  # last: clients never see missing files
+        new_catalog = Path(scratch) / "metadata.json"
+        new_catalog.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
+        tmp = f"{name}/.metadata.json.tmp-{os.getpid()}"
+        repo.upload(new_catalog, tmp)
+        repo.move(tmp, f"{name}/metadata.json")  # last: clients never see missing files
         for old in dropped:
-            shutil.rmtree(image_dir / old["version"], ignore_errors=True)
-    say(f"{name} {version}: published to {final}; catalog {catalog_path}")
-    return final
+            repo.delete(f"{name}/{old['version']}/")
+    say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
+    return repo.url(final)
 
 
-def _verify_files(version_dir: Path, manifest: dict) -> None:
-    for entry in manifest["files"]:
-        if sha256_file(version_dir / entry["name"]) != entry["sha256"]:
-            raise PublishError(f"{version_dir / entry['name']}: checksum mismatch after publishing")
-
-
-def verify(source: Path, name: str, version: str | None = None, allowed_signers: Path | None = None,
-           say=print) -> Path:
-    """Checks the signature of SHA256SUMS and every file listed in it."""
-    catalog_path = Path(source) / name / "metadata.json"
-    if not catalog_path.is_file():
-        raise PublishError(f"no catalog for {name!r} at {catalog_path}")
-    versions = [v["version"] for v in json.loads(catalog_path.read_text())["versions"]]
+def verify(source, name: str, version: str | None = None, allowed_signers: Path | None = None,
+           say=print) -> str:
+    """Checks the signature of SHA256SUMS and every file listed in it,
+    streaming each published file through sha256."""
+    repo = open_repository(source)
+    catalog = _read_catalog(repo, name)
+    if catalog is None:
+        raise PublishError(f"no catalog for {name!r} at {repo.url(name + '/metadata.json')}")
+    versions = [v["version"] for v in catalog["versions"]]
     if not versions:
-        raise PublishError(f"{catalog_path}: no published versions")
+        raise PublishError(f"{repo.url(name + '/metadata.json')}: no published versions")
     version = version or max(versions, key=_version_key)
     if version not in versions:
         raise PublishError(f"{name} {version} is not in the catalog (published: {', '.join(versions)})")
-    version_dir = Path(source) / name / version
-    sums, sig = version_dir / "SHA256SUMS", version_dir / "SHA256SUMS.sig"
-    if not sig.is_file():
+    where = f"{name}/{version}/"
+    sums, sig = repo.read(where + "SHA256SUMS"), repo.read(where + "SHA256SUMS.sig")
+    if sums is None:
+        raise PublishError(f"{name} {version}: no SHA256SUMS at {repo.url(where)}")
+    if sig is None:
         raise PublishError(f"{name} {version}: SHA256SUMS is not signed")
-    signers = allowed_signers or _default_allowed_signers()
-    with sums.open("rb") as data:
-        proc = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", SIGNER_IDENTITY,
-                               "-n", SIGNATURE_NAMESPACE, "-s", str(sig)], stdin=data, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="golden-verify-") as scratch:
+        (Path(scratch) / "SHA256SUMS.sig").write_bytes(sig)
+        proc = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed_signers or _default_allowed_signers()),
+                               "-I", SIGNER_IDENTITY, "-n", SIGNATURE_NAMESPACE,
+                               "-s", str(Path(scratch) / "SHA256SUMS.sig")], input=sums, capture_output=True)
     if proc.returncode != 0:
-        raise PublishError(f"{name} {version}: bad signature on SHA256SUMS: {proc.stderr.strip() or proc.stdout.strip()}")
-    check = subprocess.run(["sha256sum", "--check", "--strict", "SHA256SUMS"], cwd=version_dir,
-                           capture_output=True, text=True)
-    if check.returncode != 0:
-        bad = [l for l in check.stdout.splitlines() if not l.endswith(": OK")]
-        raise PublishError(f"{name} {version}: checksum mismatch: {'; '.join(bad) or check.stderr.strip()}")
+        why = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+        raise PublishError(f"{name} {version}: bad signature on SHA256SUMS: {why}")
+    bad = []
+    for line in sums.decode().splitlines():
+        digest, file_name = line.split(maxsplit=1)
+        file_name = file_name.lstrip("*")
+        got = repo.sha256(where + file_name)
+        if got != digest:
+            bad.append(f"{file_name}: {'MISSING' if got is None else 'FAILED'}")
+    if bad:
+        raise PublishError(f"{name} {version}: checksum mismatch: {'; '.join(bad)}")
     say(f"{name} {version}: signature and checksums OK")
-    return version_dir
-
-
+    return repo.url(where)
 def _default_allowed_signers() -> Path:
     """$GOLDEN_ALLOWED_SIGNERS, or an allowed-signers file made from the
     signing key's public half (ssh-keygen's format: `golden <public key>`)."""
