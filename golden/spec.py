@@ -85,29 +85,47 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Site:
+    address: str                      # Caddy site address, e.g. ":80" or "http://infra"
+    # unix//path/to.sock. Required under caddy.sites; an app's site defaults to
+    # the app's own socket, unix//run/golden-apps/<app>/http.sock.
+    upstream: str = ""
+    auth: str = "none"                # none | forward (ADR-004)
+    public_paths: list[str] = field(default_factory=list)  # skip forward auth
+
+
+APP_RUN_DIR = "/run/golden-apps"
+
+
+@dataclass(frozen=True)
 class App:
     name: str
     user: str = ""                    # its system user (and PostgreSQL role); default: name
     postgresql: bool = False          # a database of the app's name, owned by its role
     valkey_db: Optional[int] = None   # Valkey database number, None: no Valkey
     container: Optional[Container] = None
+    site: Optional[Site] = None       # a Caddy site in front of the app
 
     def __post_init__(self):
         if not self.user:
             object.__setattr__(self, "user", self.name)
+        if self.site and not self.site.upstream:
+            object.__setattr__(self, "site", dataclasses.replace(
+                self.site, upstream=f"unix/{self.http_socket}"))
 
     @property
     def groups(self) -> list[str]:
         return (["postgres-clients"] if self.postgresql else []) + \
                (["valkey-clients"] if self.valkey_db is not None else [])
 
+    @property
+    def run_dir(self) -> str:
+        """Shared by the app (owner) and Caddy (group); the gate to its socket."""
+        return f"{APP_RUN_DIR}/{self.name}"
 
-@dataclass(frozen=True)
-class Site:
-    address: str                      # Caddy site address, e.g. ":80" or "http://infra"
-    upstream: str                     # unix//path/to.sock
-    auth: str = "none"                # none | forward (ADR-004)
-    public_paths: list[str] = field(default_factory=list)  # skip forward auth
+    @property
+    def http_socket(self) -> str:
+        return f"{self.run_dir}/http.sock"
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,11 @@ class ImageSpec:
     path: str = ""        # where the spec was read from; not a YAML key
     sha256: str = ""      # hash of the spec file; not a YAML key
 
+    @property
+    def sites(self) -> list[Site]:
+        """Every Caddy site: the spec-level ones, then the apps' own."""
+        return list(self.caddy.sites) + [app.site for app in self.apps if app.site]
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("path"), data.pop("sha256")
@@ -171,6 +194,9 @@ _CHECKS = {
     "caddy.sites[].upstream": (lambda v: v.startswith("unix//"), "expected a Unix socket upstream (unix//path)"),
     "caddy.sites[].auth": (lambda v: v in ("none", "forward"), "expected one of none, forward"),
     "caddy.sites[].public_paths[]": (lambda v: v.startswith("/"), "expected a path starting with '/'"),
+    "apps[].site.upstream": (lambda v: v.startswith("unix//"), "expected a Unix socket upstream (unix//path)"),
+    "apps[].site.auth": (lambda v: v in ("none", "forward"), "expected one of none, forward"),
+    "apps[].site.public_paths[]": (lambda v: v.startswith("/"), "expected a path starting with '/'"),
     "apps[].container.network": (lambda v: v in ("none", "bridge"), "expected one of none, bridge"),
     "container_images[].name": (lambda v: bool(NAME_RE.match(v)), "expected lowercase letters, digits and '-'"),
 }
@@ -303,8 +329,17 @@ def load_spec(path: Path) -> ImageSpec:
             raise SpecError(f"{shown}: apps[{i}].container.image: no container_images entry named "
                             f"{app.container.image!r}")
     for i, site in enumerate(spec.caddy.sites):
+        if not site.upstream:
+            raise SpecError(f"{shown}: caddy.sites[{i}].upstream: missing required field")
+    sites = [(f"caddy.sites[{i}]", s) for i, s in enumerate(spec.caddy.sites)] + \
+            [(f"apps[{i}].site", a.site) for i, a in enumerate(spec.apps) if a.site]
+    seen = set()
+    for where, site in sites:
         if site.auth == "forward" and spec.auth is None:
-            raise SpecError(f"{shown}: caddy.sites[{i}].auth: forward auth needs a spec-level `auth` provider")
+            raise SpecError(f"{shown}: {where}.auth: forward auth needs a spec-level `auth` provider")
+        if site.address in seen:
+            raise SpecError(f"{shown}: {where}.address: {site.address!r} is already a site of this image")
+        seen.add(site.address)
     return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 

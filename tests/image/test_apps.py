@@ -1,7 +1,7 @@
 """Applications as rootful Podman Quadlet services reaching the sockets (ADR-003, ADR-005)."""
 import re
 
-from conftest import latest_probe_line, wait_until
+from conftest import as_user, latest_probe_line, wait_until
 
 
 def _container_pid(host, name: str) -> int:
@@ -59,3 +59,20 @@ def test_user_switching_container(host, policy):
     else:  # open: the socket is reachable; its own password lets it in
         assert pg.startswith("postgresql: ok (uid=65534")
         assert valkey == "valkey: ok"
+
+
+def test_served_app_socket_is_shared_with_caddy_only(host, outsider):
+    """apps[].site: the app's socket directory lets in the app and Caddy, no one else."""
+    assert host.service("whoami").is_running
+    run_dir = "/run/golden-apps/whoami"
+    with host.sudo():
+        d = host.file(run_dir)
+        assert (d.user, d.group, d.mode) == ("whoami", "caddy", 0o2750)
+        assert wait_until(lambda: host.file(f"{run_dir}/http.sock").is_socket, 120)
+        assert host.file(f"{run_dir}/http.sock").group == "caddy"
+    request = f"curl -s --unix-socket {run_dir}/http.sock http://whoami/x"
+    uid = host.user("whoami").uid
+    assert as_user(host, "caddy", request).stdout.strip() == f"app=whoami uid={uid} path=/x remote-user="
+    refused = as_user(host, outsider, request)
+    assert refused.rc == 7 and "app=" not in refused.stdout  # curl: could not connect
+    assert as_user(host, "probe", request).rc == 7  # another app is refused too

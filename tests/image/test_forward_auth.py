@@ -45,9 +45,9 @@ def servers(host):
     host.run("sudo systemctl stop golden-test-auth golden-test-web")
 
 
-def _get(host, path: str, *headers: str):
+def _get(host, path: str, *headers: str, site: str = SITE):
     args = " ".join(f"-H '{h}'" for h in headers)
-    out = host.check_output(f"curl -s -w '\\n%{{http_code}}' -H 'Host: {SITE}' {args} http://127.0.0.1{path}")
+    out = host.check_output(f"curl -s -w '\\n%{{http_code}}' -H 'Host: {site}' {args} http://127.0.0.1{path}")
     body, _, code = out.rpartition("\n")
     return int(code), body.strip()
 
@@ -84,3 +84,21 @@ def test_fails_closed_when_auth_endpoint_is_down(host, servers):
         assert code >= 500 or code == 401
         assert "remote-user" not in body
     assert _get(host, "/health")[0] == 200
+
+
+# The whoami application's own site (apps[].site): Caddy proxies it to the
+# socket the container listens on, behind the same forward auth.
+APP_SITE = "whoami.infra.test"
+
+
+def test_app_site_reaches_the_container_behind_forward_auth(host, servers):
+    uid = host.user("whoami").uid
+    code, body = _get(host, "/private", site=APP_SITE)
+    assert code == 401 and "app=" not in body
+    code, body = _get(host, "/private", "Cookie: session=valid", "Remote-User: admin", site=APP_SITE)
+    assert (code, body) == (200, f"app=whoami uid={uid} path=/private remote-user=alice")
+    assert _get(host, "/health", "Remote-User: admin", site=APP_SITE) == (
+        200, f"app=whoami uid={uid} path=/health remote-user=")
+    host.run("sudo systemctl stop golden-test-auth")
+    code, body = _get(host, "/private", "Cookie: session=valid", site=APP_SITE)
+    assert (code >= 500 or code == 401) and "app=" not in body

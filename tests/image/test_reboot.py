@@ -1,7 +1,7 @@
 """After a reboot every service is back and its data is still there."""
 import pytest
 
-from conftest import VALKEY_CLI, as_app, latest_probe_line, reboot
+from conftest import VALKEY_CLI, as_app, latest_probe_line, reboot, wait_until
 
 CLI = VALKEY_CLI
 
@@ -30,3 +30,6 @@ def test_application_service_back_after_reboot(host):
     # The previous test rebooted this VM.
     assert host.service("probe").is_running
     assert latest_probe_line(host, "probe", "postgresql").startswith("postgresql: ok")
+    # The served app's socket directory is made again at boot (tmpfiles.d).
+    assert wait_until(lambda: host.run("curl -sf -H 'Host: whoami.infra.test' http://127.0.0.1/health")
+                      .stdout.startswith("app=whoami "), 120)

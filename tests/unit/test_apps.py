@@ -41,7 +41,7 @@ def test_quadlet_units_rendered_per_app(infra, tmp_path):
 def test_container_image_built_from_debian_packages(infra, tmp_path):
     image = infra.container_images[0]
     cmd = mmdebstrap_command(infra, image, tmp_path / "probe.tar")
-    assert "--include=postgresql-client,valkey-tools" in cmd
+    assert "--include=postgresql-client,socat,valkey-tools" in cmd
     assert cmd[-3:] == ["trixie", str(tmp_path / "probe.tar"), infra.base.mirror]
     assert image_ref(image) == "localhost/golden/probe:latest"
 
@@ -84,7 +84,8 @@ def test_forward_auth_site_strips_client_identity_before_the_provider(infra, tmp
     handlers = [n for n in _walk(config) if "handler" in n]
     auth = [h for h in handlers if h["handler"] == "reverse_proxy"
             and h.get("rewrite", {}).get("uri") == "/outpost.goauthentik.io/auth/caddy"]
-    assert len(auth) == 1 and auth[0]["upstreams"] == [{"dial": "unix//run/golden-auth/auth.sock"}]
+    assert len(auth) == 2  # app.infra.test and the whoami app's site
+    assert all(a["upstreams"] == [{"dial": "unix//run/golden-auth/auth.sock"}] for a in auth)
     copied = auth[0]["handle_response"][0]["routes"][0]["handle"][0]["request"]["set"]
     assert set(copied) == {"Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups"}
     # Within every subroute that calls the provider, the deletes come first.
@@ -99,3 +100,36 @@ def test_forward_auth_site_strips_client_identity_before_the_provider(infra, tmp
             assert kinds.index("auth") > max(i for i, k in enumerate(kinds) if k == "delete"), names
     public = [n for n in _walk(config) if n.get("path") == ["/health", "/static/*"]]
     assert public, "public paths matcher missing"
+
+
+def test_app_site_is_proxied_to_the_apps_own_socket(infra, tmp_path):
+    whoami = next(a for a in infra.apps if a.name == "whoami")
+    assert whoami.site.upstream == "unix//run/golden-apps/whoami/http.sock"
+    step = (render_steps(infra, PROVISION_STEPS, tmp_path) / "40-apps.sh").read_text()
+    unit = _unit(step, "whoami").splitlines()
+    assert "Volume=/run/golden-apps/whoami:/run/golden-apps/whoami" in unit
+    assert "Environment=GOLDEN_HTTP_SOCKET=/run/golden-apps/whoami/http.sock" in unit
+    assert "EnvironmentFile=/etc/golden/credentials/whoami.env" not in unit  # no database, no credentials
+    assert "d /run/golden-apps/whoami 2750 whoami caddy -" in step.splitlines()
+    assert "golden-apps/probe" not in step  # apps without a site get no socket directory
+
+    render_tree(infra, tmp_path / "root")
+    config = _adapt(tmp_path / "root/etc/caddy/Caddyfile", tmp_path)
+    servers = config["apps"]["http"]["servers"]
+    site = [r for srv in servers.values() for r in srv["routes"]
+            if r.get("match", [{}])[0].get("host") == ["whoami.infra.test"]]
+    assert len(site) == 1
+    dials = [u["dial"] for n in _walk(site) for u in n.get("upstreams", [])]
+    assert sorted(set(dials)) == ["unix//run/golden-apps/whoami/http.sock", "unix//run/golden-auth/auth.sock"]
+    assert [n["path"] for n in _walk(site) if "path" in n and isinstance(n["path"], list)] == [["/health"]]
+
+
+def test_whoami_answers_with_the_identity_caddy_passed(tmp_path):
+    request = b"GET /private?x=1 HTTP/1.1\r\nHost: whoami\r\nremote-user: alice\r\nAccept: */*\r\n\r\n"
+    proc = subprocess.run(["sh", str(REPO / "provision/containers/golden-whoami"), "reply"], input=request,
+                          capture_output=True, env={"GOLDEN_APP": "whoami", "PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    head, _, body = proc.stdout.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert f"Content-Length: {len(body)}".encode() in head.split(b"\r\n")
+    assert body == f"app=whoami uid={os.getuid()} path=/private?x=1 remote-user=alice\n".encode()

@@ -106,7 +106,7 @@ def test_services_step_renders_apps_and_policy(tmp_path):
     spec = load_spec(REPO / "images" / "infra-open.yaml")
     step = (render_steps(spec, PROVISION_STEPS, tmp_path) / "30-services.sh").read_text()
     for app in spec.apps:
-        assert f'CREATE DATABASE "{app.name}" OWNER "{app.user}";' in step
+        assert (f'CREATE DATABASE "{app.name}" OWNER "{app.user}";' in step) == app.postgresql
         assert f"--shell /usr/sbin/nologin {app.user}" in step
     assert '"socket_access": "open"' in step and '"socket_mode": "0777"' in step
     shellcheck = subprocess.run(["sh", "-n", str(tmp_path / "30-services.sh")], capture_output=True)

@@ -118,6 +118,17 @@ def test_extends_shares_the_parent_spec(write_spec):
      "a.yaml: apps[0].user: expected lowercase"),
     ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'localhost:8080'}]}\n"},
      "a.yaml: caddy.sites[0].upstream: expected a Unix socket upstream"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80'}]}\n"},
+     "a.yaml: caddy.sites[0].upstream: missing required field"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', upstream: 'x:1'}}]\n"},
+     "a.yaml: apps[0].site.upstream: expected a Unix socket upstream"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', auth: forward}}]\n"},
+     "a.yaml: apps[0].site.auth: forward auth needs a spec-level `auth` provider"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', auth: basic}}]\n"},
+     "a.yaml: apps[0].site.auth: expected one of none, forward"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'unix//a'}]}\n"
+           "apps: [{name: x, site: {address: ':80'}}]\n"},
+     "a.yaml: apps[0].site.address: ':80' is already a site of this image"),
 ])
 def test_bad_extended_or_service_specs(write_spec, files, message):
     for name, body in files.items():
