@@ -1,7 +1,7 @@
 """invoke tasks: thin wrappers; the logic lives in the golden package."""
 import signal
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
 from golden.errors import GoldenError
 
@@ -81,11 +81,12 @@ def verify(c, from_, image, version=None):
 
 @task(help={"image": "image spec name (default: every image with artifacts)",
             "keep": "versions to keep per image (default 1: the newest)",
-            "cache": "also remove the stage cache ($GOLDEN_CACHE or ~/.cache/golden)"})
+            "cache": "remove the whole stage cache ($GOLDEN_CACHE or ~/.cache/golden); "
+                     "without it, only entries no current image spec uses"})
 def clean(c, image=None, keep=1, cache=False):
-    """Remove failed builds and old versions from artifacts/ (and the cache)."""
+    """Remove failed builds, old versions and unused stage cache entries."""
     from golden.build import ARTIFACTS
-    from golden.clean import clean_cache, clean_image
+    from golden.clean import clean_cache, clean_image, prune_cache
     from golden.spec import select_specs
 
     def run():
@@ -95,4 +96,38 @@ def clean(c, image=None, keep=1, cache=False):
             clean_image(ARTIFACTS / name, keep=int(keep))
         if cache:
             clean_cache()
+        else:
+            prune_cache(select_specs(None))
     _guard(run)
+
+
+@task(help={"lab": "lab layout (default: vagrant/lab.yaml)"})
+def lab_up(c, lab=None):
+    """Bring up the lab: one VM per machine of vagrant/lab.yaml, boxes from $GOLDEN_CATALOG."""
+    from pathlib import Path
+
+    from golden.build import ARTIFACTS
+    from golden.lab import LAB_FILE, lab_up as up
+    _guard(lambda: up(ARTIFACTS, Path(lab) if lab else LAB_FILE))
+
+
+@task
+def lab_down(c):
+    """Remove the lab: its VMs, box volumes, and the private libvirt daemon and namespace."""
+    from golden.build import ARTIFACTS
+    from golden.lab import lab_down as down
+    _guard(lambda: down(ARTIFACTS))
+
+
+@task(help={"machine": "machine name from the lab layout", "command": "run this instead of a shell"})
+def lab_ssh(c, machine, command=None):
+    """Log in to a lab machine (inside the lab's network namespace when there is one)."""
+    from golden.build import ARTIFACTS
+    from golden.lab import lab_ssh as ssh
+    code = _guard(lambda: ssh(machine, command, ARTIFACTS))
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection(build, test, publish, verify, clean)
+ns.add_collection(Collection("lab", up=lab_up, down=lab_down, ssh=lab_ssh))

@@ -74,7 +74,7 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
     log = BuildLog(partial / "build.log", echo=echo)
     log.say(f"building {spec.name} {version} (accelerator: {accelerator}); log: {log.path}")
     try:
-        manifest = _run_stages(spec, version, accelerator, partial, log)
+        manifest = _run_stages(spec, version, accelerator, partial, log, force)
         manifest["build_key"] = key
         write_manifest(partial / "manifest.json", manifest)
         final = image_dir / version
@@ -90,32 +90,42 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
         raise
 
 
-def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log: BuildLog) -> dict:
-    private_key, public_key = insecure_key_pair()
+def stage_keys(spec: ImageSpec) -> dict:
+    """The cache key of each cached stage of spec: everything the stage reads."""
+    _, public_key = insecure_key_pair()
     mmdebstrap_version = capture(["mmdebstrap", "--version"]).strip()
-
     rootfs_key = stage_key(base=spec.base, packages=rootfs.all_packages(spec), tool=mmdebstrap_version,
                            code=hash_files([Path(rootfs.__file__), rootfs.CUSTOMIZE_HOOK, public_key]))
+    container_code = hash_files([Path(containers.__file__), *containers.CONTAINER_FILES.iterdir()])
+    return {
+        "rootfs": rootfs_key,
+        "disk": stage_key(rootfs=rootfs_key, size=spec.disk.size_bytes, code=hash_files([Path(disk.__file__)])),
+        "container": {image.name: stage_key(base=spec.base, image=image, tool=mmdebstrap_version,
+                                            code=container_code) for image in spec.container_images},
+    }
+
+
+def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log: BuildLog,
+                force: bool = False) -> dict:
+    private_key, public_key = insecure_key_pair()
+    keys = stage_keys(spec)
+    rootfs_key, disk_key = keys["rootfs"], keys["disk"]
     with log.stage("rootfs"):
         rootfs_dir = cached_stage("rootfs", rootfs_key,
-                                  lambda d: rootfs.build_rootfs(spec, d, public_key, log), log)
+                                  lambda d: rootfs.build_rootfs(spec, d, public_key, log), log, force)
 
-    disk_key = stage_key(rootfs=rootfs_key, size=spec.disk.size_bytes, code=hash_files([Path(disk.__file__)]))
     root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"golden-root:{disk_key}"))
     with log.stage("disk"):
         disk_dir = cached_stage("disk", disk_key, lambda d: disk.make_disk(
-            rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log)
+            rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log, force)
 
     work = out / "work"
     container_tars = {}
     if spec.container_images:
         with log.stage("containers"):
             for image in spec.container_images:
-                image_key = stage_key(base=spec.base, image=image, tool=mmdebstrap_version,
-                                      code=hash_files([Path(containers.__file__),
-                                                       *containers.CONTAINER_FILES.iterdir()]))
-                entry = cached_stage("container", image_key, lambda d, image=image:
-                                     containers.build_container_image(spec, image, d, log), log)
+                entry = cached_stage("container", keys["container"][image.name], lambda d, image=image:
+                                     containers.build_container_image(spec, image, d, log), log, force)
                 container_tars[image.name] = entry / f"{image.name}.tar"
 
     with log.stage("provision"):
@@ -137,8 +147,10 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
     with log.stage("package"):
         qcow2 = out / f"{spec.name}-{version}.qcow2"
         box = out / f"{spec.name}-{version}.libvirt.box"
-        package.compress_qcow2(work / "out" / f"{spec.name}.qcow2", qcow2, log)
-        package.make_box(qcow2, spec.disk.size_bytes, box)
+        sealed = work / "out" / f"{spec.name}.qcow2"
+        package.compress_qcow2(sealed, qcow2, log)
+        package.make_box_disk(sealed, public_key, work / "box.img", log)
+        package.make_box(work / "box.img", spec.disk.size_bytes, box)
         files = package.describe_files([qcow2, box])
         package.write_sha256sums(files, out / "SHA256SUMS")
         facts = json.loads((work / "facts.json").read_text())
@@ -169,7 +181,7 @@ def _point_latest(image_dir: Path, version: str) -> None:
 
 
 def require_tools() -> None:
-    missing = [t for t in ("mmdebstrap", "mke2fs", "sfdisk", "qemu-img", "qemu-system-x86_64", "packer")
-               if not shutil.which(t)]
+    tools = ("mmdebstrap", "mke2fs", "debugfs", "e2fsck", "sfdisk", "qemu-img", "qemu-system-x86_64", "packer")
+    missing = [t for t in tools if not shutil.which(t)]
     if missing:
         raise GoldenError(f"missing tools: {', '.join(missing)} (run through ./inv, which installs them)")

@@ -1,7 +1,9 @@
 """Stage cache: one directory per stage output, named by the hash of its inputs.
 
 An entry is built under a temporary name and renamed when complete, so an
-interrupted stage never leaves an entry that looks usable.
+interrupted stage never leaves an entry that looks usable. Each entry lists
+the sha256 of its files (.sha256sums); an entry that no longer matches (a
+disk error, a hand edit, a half-copied cache) is removed and rebuilt.
 """
 from __future__ import annotations
 
@@ -37,17 +39,46 @@ def stage_key(**inputs) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def cached_stage(kind: str, key: str, build: Callable[[Path], None], log) -> Path:
-    """Returns the entry for key, running build(tmp_dir) only when it is missing."""
+SUMS = ".sha256sums"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _entry_sums(entry: Path) -> str:
+    files = sorted(p for p in entry.rglob("*") if p.is_file() and p.name != SUMS)
+    return "".join(f"{_sha256(p)}  {p.relative_to(entry)}\n" for p in files)
+
+
+def entry_is_intact(entry: Path) -> bool:
+    sums = entry / SUMS
+    return sums.is_file() and sums.read_text() == _entry_sums(entry)
+
+
+def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force: bool = False) -> Path:
+    """Returns the entry for key, running build(tmp_dir) only when it is
+    missing, damaged, or force is set."""
     final = cache_dir() / kind / key
-    if final.is_dir():
-        log.say(f"    {kind}: cached ({key})")
-        return final
+    if final.is_dir() and not force:
+        if entry_is_intact(final):
+            log.say(f"    {kind}: cached ({key})")
+            return final
+        log.say(f"    {kind}: cache entry {key} is damaged (checksums differ): rebuilding it")
     tmp = final.with_name(f"{key}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         build(tmp)
+        (tmp / SUMS).write_text(_entry_sums(tmp))
+        if final.exists():  # damaged or forced: out of the way first, then replaced
+            old = final.with_name(f"{key}.old-{os.getpid()}")
+            final.rename(old)
+            shutil.rmtree(old)
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,26 @@ def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
     return removed
 
 
+def prune_cache(specs, say=print) -> list[Path]:
+    """Removes cache entries that no current image spec uses, and leftovers
+    of interrupted stages (*.tmp-*, *.old-*)."""
+    from golden.build import stage_keys
+    used = set()
+    for spec in specs:
+        keys = stage_keys(spec)
+        used |= {("rootfs", keys["rootfs"]), ("disk", keys["disk"])}
+        used |= {("container", k) for k in keys["container"].values()}
+    removed = []
+    root = cache_dir()
+    for kind_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        for entry in sorted(kind_dir.iterdir()):
+            if (kind_dir.name, entry.name) not in used:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(entry)
+                say(f"removed {entry} (no current image spec uses it)")
+    return removed
+
+
 def clean_cache(say=print) -> None:
     path = cache_dir()
     if path.exists():

@@ -31,21 +31,57 @@ class LibvirtSession:
         return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
 
 
-def daemon_answers() -> bool:
+def daemon_answers(session: LibvirtSession | None = None) -> bool:
+    cmd = ["virsh", "-c", URI, "version"]
     try:
-        return subprocess.run(["virsh", "-c", URI, "version"], capture_output=True, timeout=15).returncode == 0
+        return subprocess.run(session.wrap(cmd) if session else cmd, capture_output=True,
+                              timeout=15).returncode == 0
     except (subprocess.TimeoutExpired, FileNotFoundError):
         return False
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def delete_volumes(prefix: str, session: LibvirtSession, log) -> None:
+    """Deletes the default pool's volumes whose names start with prefix
+    (the images Vagrant uploaded from boxes)."""
+    listing = subprocess.run(session.wrap(["virsh", "-c", URI, "vol-list", "default"]),
+                             capture_output=True, text=True)
+    if listing.returncode != 0:
+        return  # no pool yet: nothing was uploaded
+    for vol in (line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()):
+        if vol.startswith(prefix):
+            log.run(session.wrap(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol]))
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie is not: without systemd nobody may reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_pid(pid: int, name: str, grace: float = 15) -> None:
+    """Stops process pid if it is still the `name` we started; never raises."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != name:
+            return  # gone, and the PID reused by something else
+    except FileNotFoundError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            except ChildProcessError:
+                pass
+            if not _alive(pid):
+                return
+            time.sleep(0.2)
 
 
 def _kill_namespace_processes(netns: str) -> None:
@@ -57,6 +93,43 @@ def _kill_namespace_processes(netns: str) -> None:
             pass
 
 
+DAEMONS = ("virtlogd", "libvirtd")
+
+
+def start_private_libvirt(netns: str, log_dir: Path) -> dict[str, int]:
+    """Creates network namespace netns and starts virtlogd and libvirtd in it,
+    detached (they outlive this process); returns their PIDs by name."""
+    added = subprocess.run(["ip", "netns", "add", netns], capture_output=True, text=True)
+    if added.returncode != 0:
+        raise GoldenError(f"cannot create network namespace {netns}: {added.stderr.strip()}")
+    pids: dict[str, int] = {}
+    try:
+        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+        Path("/var/lib/libvirt/images").mkdir(parents=True, exist_ok=True)
+        for daemon in DAEMONS:
+            with (log_dir / f"{daemon}.log").open("a") as logf:
+                proc = subprocess.Popen(["ip", "netns", "exec", netns, daemon], stdout=logf,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            pids[daemon] = proc.pid  # `ip netns exec` execs the daemon: same PID
+        deadline = time.monotonic() + 60
+        while not daemon_answers():
+            if time.monotonic() > deadline or not all(_alive(p) for p in pids.values()):
+                raise GoldenError(f"libvirtd did not start; see {log_dir}/libvirtd.log")
+            time.sleep(0.5)
+        return pids
+    except BaseException:
+        stop_private_libvirt(netns, pids)
+        raise
+
+
+def stop_private_libvirt(netns: str, pids: dict[str, int]) -> None:
+    for daemon in reversed(DAEMONS):
+        if daemon in pids:
+            stop_pid(pids[daemon], daemon)
+    _kill_namespace_processes(netns)  # e.g. dnsmasq, a qemu left by a failed destroy
+    subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+
+
 @contextmanager
 def libvirt_session(log_dir: Path, say=print):
     if daemon_answers():
@@ -65,25 +138,8 @@ def libvirt_session(log_dir: Path, say=print):
         return
     netns = f"golden-{os.getpid()}"
     say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {netns}")
-    added = subprocess.run(["ip", "netns", "add", netns], capture_output=True, text=True)
-    if added.returncode != 0:
-        raise GoldenError(f"cannot create network namespace {netns}: {added.stderr.strip()}")
-    procs: list[subprocess.Popen] = []
+    pids = start_private_libvirt(netns, log_dir)
     try:
-        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
-        Path("/var/lib/libvirt/images").mkdir(parents=True, exist_ok=True)
-        for daemon in ("virtlogd", "libvirtd"):
-            logf = (log_dir / f"{daemon}.log").open("a")
-            procs.append(subprocess.Popen(["ip", "netns", "exec", netns, daemon], stdout=logf,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        deadline = time.monotonic() + 60
-        while not daemon_answers():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise GoldenError(f"libvirtd did not start; see {log_dir}/libvirtd.log")
-            time.sleep(0.5)
         yield LibvirtSession(netns=netns)
     finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        _kill_namespace_processes(netns)  # e.g. dnsmasq, a qemu left by a failed destroy
-        subprocess.run(["ip", "netns", "del", netns], check=False)
+        stop_private_libvirt(netns, pids)

@@ -23,8 +23,8 @@ def read_manifest(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def record_test(path: Path, passed: bool, tests: int, failures: int, report: str) -> dict:
+def record_test(path: Path, passed: bool, tests: int, failures: int, reports: list[str]) -> dict:
     manifest = read_manifest(path)
-    manifest["test"] = {"passed": passed, "tests": tests, "failures": failures, "report": report}
+    manifest["test"] = {"passed": passed, "tests": tests, "failures": failures, "reports": reports}
     write_manifest(path, manifest)
     return manifest

@@ -1,5 +1,10 @@
 """Stage package: compressed qcow2, libvirt Vagrant box, SHA256SUMS.
 
+The sealed disk lets nobody log in: the qcow2 for fresh hosts gets its users
+and keys from cloud-init. The box's disk is the same plus the two files that
+let Vagrant in (its insecure key, which `vagrant up` replaces, and a sudo
+rule), written into the ext4 root offline with debugfs: no second boot, no mount.
+
 The box carries no accelerator or driver setting: vagrant/Vagrantfile picks
 the libvirt driver by probing the host at `vagrant up` time.
 """
@@ -8,10 +13,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
-from golden.runner import BuildLog
+from golden.disk import SECTOR, partition_table
+from golden.errors import GoldenError
+from golden.runner import BuildLog, capture
+
+VAGRANT_USER = "vagrant"
+VAGRANT_SUDOERS = f"{VAGRANT_USER} ALL=(ALL) NOPASSWD: ALL\n"
+# The files that let Vagrant in: the sealed image has neither (packer.SEAL_LOGIN).
+VAGRANT_LOGIN_FILES = (f"/home/{VAGRANT_USER}/.ssh/authorized_keys", f"/etc/sudoers.d/{VAGRANT_USER}")
 
 BOX_VAGRANTFILE = """\
 Vagrant.configure("2") do |config|
@@ -25,6 +38,45 @@ end
 def compress_qcow2(src: Path, dest: Path, log: BuildLog) -> None:
     # zstd: about as small as zlib (design.md) and several times faster.
     log.run(["qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", src, dest])
+
+
+def _debugfs(device: str, *requests: str) -> str:
+    # debugfs exits 0 even when a request fails: callers check what it did.
+    return capture(["debugfs", "-w", "-f", "-", device], input="\n".join(requests) + "\n")
+
+
+def _owner(device: str, path: str) -> tuple[int, int]:
+    out = capture(["debugfs", "-R", f"stat {path}", device])
+    found = re.search(r"User:\s+(\d+)\s+Group:\s+(\d+)", out)
+    if not found:
+        raise GoldenError(f"box disk: {path} not found in the image")
+    return int(found.group(1)), int(found.group(2))
+
+
+def make_box_disk(sealed_qcow2: Path, login_pubkey: Path, dest: Path, log: BuildLog) -> None:
+    """dest: the sealed disk plus Vagrant's login (key and sudo rule), compressed."""
+    raw = dest.with_suffix(".raw")
+    sudoers = dest.with_suffix(".sudoers")
+    try:
+        log.run(["qemu-img", "convert", "-O", "raw", sealed_qcow2, raw])
+        device = f"{raw}?offset={partition_table(raw)[1]['start'] * SECTOR}"
+        uid, gid = _owner(device, f"/home/{VAGRANT_USER}/.ssh")
+        keys, rule = VAGRANT_LOGIN_FILES
+        sudoers.write_text(VAGRANT_SUDOERS)
+        log.write(_debugfs(device,
+                           f"write {login_pubkey} {keys}", f"sif {keys} uid {uid}", f"sif {keys} gid {gid}",
+                           f"sif {keys} mode 0100600",
+                           f"write {sudoers} {rule}", f"sif {rule} mode 0100440"))
+        for path, expected, owner, mode in ((keys, login_pubkey.read_text(), (uid, gid), "0600"),
+                                            (rule, VAGRANT_SUDOERS, (0, 0), "0440")):
+            if capture(["debugfs", "-R", f"cat {path}", device]) != expected or _owner(device, path) != owner \
+                    or f"Mode:  {mode}" not in capture(["debugfs", "-R", f"stat {path}", device]):
+                raise GoldenError(f"box disk: writing {path} into the image failed (see the build log)")
+        log.run(["e2fsck", "-f", "-n", device])
+        log.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zstd", raw, dest])
+    finally:
+        raw.unlink(missing_ok=True)
+        sudoers.unlink(missing_ok=True)
 
 
 def make_box(qcow2: Path, virtual_size_bytes: int, dest: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from golden.package import VAGRANT_LOGIN_FILES
 from golden.runner import BuildLog
 from golden.spec import ImageSpec
 
@@ -74,7 +75,9 @@ def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, 
             "ssh_username": "vagrant",
             "ssh_private_key_file": str(ssh_key),
             "ssh_timeout": "15m",
-            "shutdown_command": "sudo systemctl poweroff",
+            # The last act of sealing: the image keeps no way in for Vagrant's
+            # well-known key (the box gets it back offline, package.make_box_disk).
+            "shutdown_command": f"sudo sh -c 'rm -f {' '.join(VAGRANT_LOGIN_FILES)} && systemctl poweroff'",
             "shutdown_timeout": "10m",
         }],
         "provisioners": [

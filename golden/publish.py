@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from golden.catalog import CATALOG, box_file, new_catalog, version_key, with_version
 from golden.errors import GoldenError
 from golden.manifest import read_manifest
 from golden.package import sha256_file
@@ -67,20 +68,6 @@ def sign(sums: Path, key: Path) -> Path:
     return sums.with_name(sums.name + ".sig")
 
 
-def _box_file(manifest: dict) -> dict:
-    return next(f for f in manifest["files"] if f["name"].endswith(".libvirt.box"))
-
-
-def _catalog_entry(manifest: dict, box_url: str) -> dict:
-    return {"version": manifest["version"],
-            "providers": [{"name": "libvirt", "url": box_url, "checksum_type": "sha256",
-                           "checksum": _box_file(manifest)["sha256"], "architecture": "amd64"}]}
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
-
-
 def _read_catalog(repo, name: str) -> dict | None:
     raw = repo.read(f"{name}/metadata.json")
     if raw is None:
@@ -104,8 +91,7 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
         if theirs is not None and theirs != ours and not force:
             raise PublishError(f"{name} {version} is already published with different content "
                                f"({repo.url(final)}); use --force to replace it")
-        catalog = _read_catalog(repo, name) or \
-            {"name": f"golden/{name}", "description": manifest.get("description", ""), "versions": []}
+        catalog = _read_catalog(repo, name) or new_catalog(manifest)
         sums = Path(scratch) / "SHA256SUMS"
         sums.write_bytes(ours)
         uploads = [artifact / e["name"] for e in manifest["files"]] + \
@@ -122,18 +108,14 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
             if repo.sha256(final + entry["name"]) != entry["sha256"]:
                 raise PublishError(f"{repo.url(final + entry['name'])}: checksum mismatch after publishing")
 
-        catalog["versions"] = [v for v in catalog["versions"] if v["version"] != version]
-        catalog["versions"].append(_catalog_entry(manifest, repo.url(final + _box_file(manifest)["name"])))
-        catalog["versions"].sort(key=lambda v: _version_key(v["version"]), reverse=True)
-        dropped = catalog["versions"][keep:] if keep else []
-        catalog["versions"] = catalog["versions"][:keep] if keep else catalog["versions"]
-        new_catalog = Path(scratch) / "metadata.json"
-        new_catalog.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
-        tmp = f"{name}/.metadata.json.tmp-{os.getpid()}"
-        repo.upload(new_catalog, tmp)
-        repo.move(tmp, f"{name}/metadata.json")  # last: clients never see missing files
+        catalog, dropped = with_version(catalog, manifest, repo.url(final + box_file(manifest)["name"]), keep)
+        catalog_file = Path(scratch) / CATALOG
+        catalog_file.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
+        tmp = f"{name}/.{CATALOG}.tmp-{os.getpid()}"
+        repo.upload(catalog_file, tmp)
+        repo.move(tmp, f"{name}/{CATALOG}")  # last: clients never see missing files
         for old in dropped:
-            repo.delete(f"{name}/{old['version']}/")
+            repo.delete(f"{name}/{old}/")
     say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
     return repo.url(final)
 
@@ -149,7 +131,7 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
     versions = [v["version"] for v in catalog["versions"]]
     if not versions:
         raise PublishError(f"{repo.url(name + '/metadata.json')}: no published versions")
-    version = version or max(versions, key=_version_key)
+    version = version or max(versions, key=version_key)
     if version not in versions:
         raise PublishError(f"{name} {version} is not in the catalog (published: {', '.join(versions)})")
     where = f"{name}/{version}/"

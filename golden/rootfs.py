@@ -15,7 +15,7 @@ from golden.paths import PROVISION_DIR
 CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
 # The base every image needs to boot, log in and be provisioned.
 BASE_PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
-                 "sudo", "grub-pc", "iproute2"]
+                 "sudo", "grub-pc", "iproute2", "cloud-init"]
 # Documentation, man pages and foreign locales are not installed at all.
 DPKG_OPTIONS = [
     "path-exclude=/usr/share/man/*",

@@ -80,9 +80,9 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:
             continue
 
 
-def capture(cmd: list[str]) -> str:
+def capture(cmd: list[str], input: str | None = None) -> str:
     """Output of a quick query command; raises GoldenError on failure."""
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=input)
     if proc.returncode != 0:
         raise GoldenError(f"{shlex.join(str(c) for c in cmd)} failed: {proc.stderr.strip()}")
     return proc.stdout

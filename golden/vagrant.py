@@ -5,9 +5,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from golden.libvirt import URI, LibvirtSession
+from golden.libvirt import LibvirtSession, delete_volumes
 from golden.paths import REPO
-from golden.runner import BuildLog, capture
+from golden.runner import BuildLog
 
 VAGRANT_DIR = REPO / "vagrant"
 
@@ -51,8 +51,4 @@ class VagrantVMs:
             self.log.write(f"---- {serial.name} ----\n" + serial.read_text(errors="replace"))
 
     def _delete_box_volumes(self) -> None:
-        prefix = self.box_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image"
-        listing = capture(["virsh", "-c", URI, "vol-list", "default"]).splitlines()[2:]
-        for vol in (line.split()[0] for line in listing if line.strip()):
-            if vol.startswith(prefix):
-                self.log.run(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol])
+        delete_volumes(self.box_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image", self.session, self.log)

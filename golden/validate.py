@@ -1,5 +1,7 @@
-"""./inv test, image part: boot the built box in Vagrant, run tests/image
-with testinfra, write test-report.xml and the verdict into the manifest.
+"""./inv test, image part: boot the built box in Vagrant and run tests/image
+with testinfra, then boot the qcow2 as a fresh host with plain QEMU and a
+cloud-init seed and run tests/fresh; write both JUnit reports and the
+verdict into the manifest.
 
 The VMs, the box and its libvirt volume are always removed, also when the
 tests fail or the run is interrupted.
@@ -14,6 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from golden.catalog import write_local_catalog
+from golden.lab import load_lab
 from golden.libvirt import libvirt_session
 from golden.manifest import read_manifest, record_test
 from golden.runner import BuildLog
@@ -56,8 +60,9 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
     manifest_path = artifact / "manifest.json"
     manifest = read_manifest(manifest_path)
     name, version = manifest["name"], manifest["version"]
-    report = artifact / "test-report.xml"
+    report, fresh_report = artifact / "test-report.xml", artifact / "fresh-host-report.xml"
     report.unlink(missing_ok=True)
+    fresh_report.unlink(missing_ok=True)
     log = BuildLog(artifact / "test.log", echo=echo)
     log.say(f"validating {name} {version} in Vagrant; log: {log.path}")
     work = Path(tempfile.mkdtemp(prefix=f"golden-test-{name}-"))
@@ -82,11 +87,18 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
                     vms.destroy()
         for daemon_log in work.glob("*.log"):
             log.write(f"---- {daemon_log.name} ----\n" + daemon_log.read_text(errors="replace"))
+        with log.stage("tests/fresh (qcow2, QEMU, cloud-init seed)"):
+            subprocess.run([sys.executable, "-m", "pytest", REPO / "tests" / "fresh", "-p", "no:cacheprovider",
+                            f"--golden-qcow2={artifact / f'{name}-{version}.qcow2'}",
+                            f"--golden-manifest={manifest_path}", f"--golden-log={log.path}",
+                            f"--junitxml={fresh_report}", "-o", "junit_family=xunit1"], cwd=REPO)
     finally:
-        counts = junit_counts(report)
-        passed = counts.tests > 0 and counts.failures == 0
+        suites = [junit_counts(r) for r in (report, fresh_report)]
+        counts = suites[0] + suites[1]
+        passed = all(c.tests > 0 for c in suites) and counts.failures == 0
         record_test(manifest_path, passed, counts.tests, counts.failures,
-                    report.name if report.is_file() else None)
+                    [r.name for r in (report, fresh_report) if r.is_file()])
+        write_local_catalog(artifact.parent)  # the lab's default catalog: tested builds only
         shutil.rmtree(work, ignore_errors=True)
     log.say(f"{name} {version}: {'PASSED' if passed else 'FAILED'} "
             f"({counts.passed} passed, {counts.failures} failed)")
@@ -97,6 +109,15 @@ def run_unit_tests(report: Path) -> tuple[int, Counts]:
     proc = subprocess.run([sys.executable, "-m", "pytest", REPO / "tests" / "unit", "-p", "no:cacheprovider",
                            f"--junitxml={report}", "-o", "junit_family=xunit1"], cwd=REPO)
     return proc.returncode, junit_counts(report)
+
+
+def run_lab_test(echo=sys.stdout) -> Counts:
+    print("lab: ./inv lab.up, then ./inv lab.down (tests/lab)", file=echo, flush=True)
+    with tempfile.TemporaryDirectory(prefix="golden-lab-test-") as tmp:
+        report = Path(tmp) / "lab.xml"
+        subprocess.run([sys.executable, "-m", "pytest", REPO / "tests" / "lab", "-p", "no:cacheprovider",
+                        f"--junitxml={report}", "-o", "junit_family=xunit1"], cwd=REPO)
+        return junit_counts(report)
 
 
 def run_test_suite(specs, echo=sys.stdout) -> bool:
@@ -117,6 +138,14 @@ def run_test_suite(specs, echo=sys.stdout) -> bool:
             artifact = find_artifact(spec) or build_image(spec, echo=echo)
             counts = validate_artifact(artifact, echo=echo)
             total += counts
+            ok = ok and read_manifest(artifact / "manifest.json")["test"]["passed"]
+        lab_images = {m.image for m in load_lab()}
+        if ok and lab_images <= {s.name for s in specs}:
+            counts = run_lab_test(echo)
+            total += counts
             ok = ok and counts.tests > 0 and counts.failures == 0
+        else:
+            print(f"lab test (./inv lab.up/down): not run; it needs every lab image "
+                  f"({', '.join(sorted(lab_images))}) validated in this run", file=echo)
     print(f"test: {total.passed} passed, {total.failures} failed", file=echo)
     return ok and total.tests > 0

@@ -9,6 +9,8 @@ rm -rf /var/lib/apt/lists/*
 # An empty machine-id makes systemd generate a fresh one on each host's first boot.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+# cloud-init never ran here (no seed); make sure it starts fresh on each host.
+cloud-init clean --logs
 # golden-ssh-hostkeys.service makes new host keys on first boot.
 rm -f /etc/ssh/ssh_host_*
 journalctl --rotate >/dev/null 2>&1 || true
@@ -16,3 +18,4 @@ rm -rf /var/log/journal/*
 find /var/log -type f -exec truncate -s 0 {} +
 rm -rf /tmp/* /var/tmp/* /root/.bash_history /home/vagrant/.bash_history
 fstrim -v /
+# Packer's shutdown command removes the last way in: vagrant's key and sudo rule.

@@ -40,6 +40,14 @@ UNIT
 chroot "$root" systemctl enable golden-ssh-hostkeys.service
 
 
+# Fresh hosts get their users, keys and hostname from cloud-init. Only seeds
+# attached to the machine count (NoCloud: a disk labelled cidata; ConfigDrive:
+# config-2): with neither (Vagrant, the build VM) ds-identify switches
+# cloud-init off for the boot, so nothing probes metadata services or waits.
+cat > "$root/etc/cloud/cloud.cfg.d/90-golden.cfg" <<'CFG'
+datasource_list: [NoCloud, ConfigDrive]
+CFG
+
 # Not the build host's name: provisioning sets the spec's hostname.
 echo localhost > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"

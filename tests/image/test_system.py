@@ -36,3 +36,11 @@ def test_root_filesystem_in_fstab(host):
 def test_no_failed_units(host):
     assert host.check_output("systemctl is-system-running --wait || true") in ("running", "degraded")
     assert host.check_output("systemctl --failed --no-legend --plain") == ""
+
+
+def test_cloud_init_is_off_without_a_seed(host):
+    """Vagrant attaches no NoCloud/ConfigDrive seed: ds-identify switches
+    cloud-init off, so boots never wait on metadata services."""
+    assert host.package("cloud-init").is_installed
+    assert "status: disabled" in host.run("cloud-init status").stdout
+    assert not host.file("/var/lib/cloud/instance").exists

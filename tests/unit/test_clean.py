@@ -51,3 +51,26 @@ def test_stage_keys_follow_file_places(tmp_path, monkeypatch):
     assert hash_files([tmp_path / "a" / "x.conf"]) == hash_files([tmp_path / "a" / "x.conf"])
     (tmp_path / "a" / "x.conf").write_text("changed")
     assert hash_files([tmp_path / "a" / "x.conf"]) != hash_files([tmp_path / "b" / "x.conf"])
+
+
+def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
+    from golden.build import stage_keys
+    from golden.clean import prune_cache
+    from golden.spec import load_spec
+    from conftest import REPO
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    specs = [load_spec(REPO / "images" / f"{n}.yaml") for n in ("infra", "infra-open")]
+    keys = stage_keys(specs[0])
+    assert keys == stage_keys(specs[1])  # the two images share every cached stage
+    used = [cache / "rootfs" / keys["rootfs"], cache / "disk" / keys["disk"],
+            cache / "container" / keys["container"]["probe"]]
+    stale = [cache / "rootfs" / "0ld", cache / "disk" / f"{keys['disk']}.tmp-123",
+             cache / "container" / f"{keys['container']['probe']}.old-9"]
+    for d in used + stale:
+        d.mkdir(parents=True)
+    removed = prune_cache(specs, say=lambda *_: None)
+    assert sorted(removed) == sorted(stale)
+    assert all(d.is_dir() for d in used)
+    # A spec no longer present: its entries go too.
+    assert sorted(prune_cache([], say=lambda *_: None)) == sorted(used)

@@ -4,8 +4,12 @@ import tarfile
 
 import pytest
 
+from golden.errors import GoldenError
+
 from golden.manifest import read_manifest, record_test, write_manifest
-from golden.package import describe_files, make_box, write_sha256sums
+from golden.disk import SECTOR, make_disk, partition_table
+from golden.package import VAGRANT_SUDOERS, describe_files, make_box, make_box_disk, write_sha256sums
+from golden.runner import BuildLog
 from golden.validate import junit_counts
 
 MANIFEST = {"name": "web", "version": "20261122.101500", "built_at": "2026-11-22T10:15:00+00:00",
@@ -62,9 +66,9 @@ def test_manifest_round_trip_and_test_verdict(tmp_path):
     path = tmp_path / "manifest.json"
     write_manifest(path, MANIFEST)
     assert read_manifest(path) == MANIFEST
-    record_test(path, False, 12, 1, "test-report.xml")
+    record_test(path, False, 12, 1, ["test-report.xml"])
     assert read_manifest(path)["test"] == {"passed": False, "tests": 12, "failures": 1,
-                                           "report": "test-report.xml"}
+                                           "reports": ["test-report.xml"]}
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temp files left
 
 
@@ -84,3 +88,60 @@ def test_junit_counts_from_a_real_pytest_run(tmp_path):
     counts = junit_counts(report)
     assert (counts.tests, counts.failures, counts.skipped, counts.passed) == (4, 2, 1, 1)
     assert junit_counts(tmp_path / "missing.xml").tests == 0
+
+
+def _rootfs_tar(tmp_path, with_login: bool):
+    """A tiny root: vagrant's home as the sealed image leaves it."""
+    tree = tmp_path / "tree"
+    (tree / "home/vagrant/.ssh").mkdir(parents=True)
+    (tree / "etc/sudoers.d").mkdir(parents=True)
+    (tree / "etc/hostname").write_text("web\n")
+    if with_login:
+        (tree / "etc/sudoers.d/vagrant").write_text("already here\n")
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(tree), "--owner=0", "--group=0", "-cf", str(tar), "."], check=True)
+    # vagrant's home as uid/gid 1000, as useradd makes it.
+    subprocess.run(["tar", "-C", str(tree), "--owner=1000", "--group=1000", "--no-recursion", "-rf", str(tar),
+                    "./home/vagrant", "./home/vagrant/.ssh"], check=True)
+    return tar
+
+
+def _debugfs(disk_qcow2, tmp_path, request: str) -> str:
+    raw = tmp_path / "check.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk_qcow2), str(raw)], check=True)
+    device = f"{raw}?offset={partition_table(raw)[1]['start'] * SECTOR}"
+    return subprocess.run(["debugfs", "-R", request, device], capture_output=True, text=True).stdout
+
+
+def test_box_disk_adds_vagrant_login_offline_and_the_qcow2_has_none(tmp_path):
+    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
+    sealed = tmp_path / "sealed.qcow2"
+    make_disk(_rootfs_tar(tmp_path, with_login=False), 64 << 20, "0c0ffee0-0000-4000-8000-000000000001", sealed, log)
+    pubkey = tmp_path / "vagrant.pub"
+    pubkey.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant\n")
+    box_disk = tmp_path / "box.img"
+    make_box_disk(sealed, pubkey, box_disk, log)
+
+    keys = _debugfs(box_disk, tmp_path, "stat /home/vagrant/.ssh/authorized_keys")
+    assert "User:  1000   Group:  1000" in keys and "Mode:  0600" in keys
+    assert _debugfs(box_disk, tmp_path, "cat /home/vagrant/.ssh/authorized_keys") == pubkey.read_text()
+    rule = _debugfs(box_disk, tmp_path, "stat /etc/sudoers.d/vagrant")
+    assert "User:     0   Group:     0" in rule and "Mode:  0440" in rule
+    assert _debugfs(box_disk, tmp_path, "cat /etc/sudoers.d/vagrant") == VAGRANT_SUDOERS
+    assert subprocess.run(["qemu-img", "check", str(box_disk)], capture_output=True).returncode == 0
+    # The sealed disk (the fresh-host qcow2) is untouched: no key, no sudo rule.
+    assert _debugfs(sealed, tmp_path, "cat /home/vagrant/.ssh/authorized_keys") == ""
+    assert _debugfs(sealed, tmp_path, "cat /etc/sudoers.d/vagrant") == ""
+    assert not list(tmp_path.glob("box.raw")) and not list(tmp_path.glob("box.sudoers"))
+
+
+def test_box_disk_refuses_when_the_login_cannot_be_written(tmp_path):
+    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
+    sealed = tmp_path / "sealed.qcow2"
+    # Not sealed: a sudo rule is already there, so debugfs cannot write ours.
+    make_disk(_rootfs_tar(tmp_path, with_login=True), 64 << 20, "0c0ffee0-0000-4000-8000-000000000002", sealed, log)
+    pubkey = tmp_path / "vagrant.pub"
+    pubkey.write_text("ssh-ed25519 AAAA vagrant\n")
+    with pytest.raises(GoldenError, match="box disk: writing /etc/sudoers.d/vagrant into the image failed"):
+        make_box_disk(sealed, pubkey, tmp_path / "box.img", log)
+    assert not (tmp_path / "box.img").exists()

@@ -128,7 +128,7 @@ def artifact(tmp_path):
             "base": {"suite": "trixie", "mirror": "http://deb.debian.org/debian"}, "packages": {},
             "files": files, "stages": {}, "accelerator": "tcg", "description": "test image"})
         if tested:
-            record_test(d / "manifest.json", passed, 10, 0 if passed else 2, "test-report.xml")
+            record_test(d / "manifest.json", passed, 10, 0 if passed else 2, ["test-report.xml"])
         return d
     return make
 

@@ -1,0 +1,111 @@
+"""A fresh host: the image's qcow2 booted with plain QEMU and a NoCloud seed,
+the way a user runs it on a new machine (no Vagrant, no libvirt).
+
+The seed (an ISO labelled cidata) creates one user with an SSH key that this
+run generates. QEMU's user network is restricted and forwards SSH from
+127.0.0.1 only. The qcow2 itself is never written: the VM runs on an overlay.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+
+from golden.errors import GoldenError
+from golden.runner import BuildLog, stop_process_group
+
+USER = "ops"
+HOSTNAME = "fresh-host"
+SSH_TIMEOUT = 600
+
+
+def user_data(public_key: str) -> str:
+    return ("#cloud-config\n"
+            "users:\n"
+            f"  - name: {USER}\n"
+            "    shell: /bin/bash\n"
+            "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
+            f"    ssh_authorized_keys: [{public_key.strip()}]\n")
+
+
+def meta_data(instance_id: str) -> str:
+    return f"instance-id: {instance_id}\nlocal-hostname: {HOSTNAME}\n"
+
+
+def make_seed(work: Path, public_key: str, instance_id: str, log: BuildLog) -> Path:
+    (work / "user-data").write_text(user_data(public_key))
+    (work / "meta-data").write_text(meta_data(instance_id))
+    seed = work / "seed.iso"
+    log.run(["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock",
+             work / "user-data", work / "meta-data"])
+    return seed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FreshHost:
+    def __init__(self, qcow2: Path, work: Path, accelerator: str, log: BuildLog, memory: int = 1024, cpus: int = 2):
+        self.qcow2, self.work, self.accelerator, self.log = qcow2, work, accelerator, log
+        self.memory, self.cpus = memory, cpus
+        self.key = work / "id_ed25519"
+        self.serial = work / "fresh-serial.log"
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def boot(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.log.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{USER}@golden-test", "-f", self.key])
+        seed = make_seed(self.work, self.key.with_suffix(".pub").read_text(), f"golden-{os.getpid()}", self.log)
+        overlay = self.work / "overlay.qcow2"
+        self.log.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qcow2.resolve(), overlay])
+        cmd = ["qemu-system-x86_64", "-machine", f"q35,accel={self.accelerator}", "-cpu", "max",
+               "-m", str(self.memory), "-smp", str(self.cpus),
+               "-drive", f"file={overlay},if=virtio,format=qcow2",
+               "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
+               "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+               "-device", "virtio-net-pci,netdev=net0",
+               "-display", "none", "-serial", f"file:{self.serial}"]
+        self.log.write("$ " + " ".join(str(c) for c in cmd))
+        with self.log.path.open("a") as out:
+            self.proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_for_ssh(self) -> None:
+        """Until the seed's user logs in by key (cloud-init has run by then)."""
+        deadline = time.monotonic() + SSH_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise GoldenError(f"fresh host: QEMU exited with {self.proc.returncode}; see {self.log.path}")
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                client.connect("127.0.0.1", port=self.port, username=USER, key_filename=str(self.key),
+                               timeout=10, banner_timeout=10, auth_timeout=10, allow_agent=False,
+                               look_for_keys=False)
+                return
+            except (paramiko.SSHException, OSError):
+                if time.monotonic() > deadline:
+                    raise GoldenError(f"fresh host: {USER} could not log in within {SSH_TIMEOUT} s") from None
+                time.sleep(3)
+            finally:
+                client.close()
+
+    def write_ssh_config(self, path: Path) -> Path:
+        path.write_text(f"Host fresh\n  HostName 127.0.0.1\n  Port {self.port}\n  User {USER}\n"
+                        f"  IdentityFile {self.key}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n")
+        return path
+
+    def stop(self) -> None:
+        """Kills QEMU (by its PID); never raises."""
+        if self.proc:
+            stop_process_group(self.proc)
+        if self.serial.exists():
+            self.log.write("---- fresh-host serial console ----\n" + self.serial.read_text(errors="replace"))

@@ -1,0 +1,163 @@
+"""./inv lab.up / lab.down / lab.ssh: a multi-machine lab from a box catalog.
+
+vagrant/lab.yaml declares the machines; vagrant/Vagrantfile reads it (when
+GOLDEN_BOX is not set) and takes each image's newest box from
+$GOLDEN_CATALOG/<image>/metadata.json: a published repository (URL or
+directory), by default the catalog of the tested local artifacts.
+
+When no libvirt daemon answers, lab.up starts one in the network namespace
+golden-lab and leaves it running for the lab; lab.down destroys the VMs,
+deletes their box volumes, stops that daemon by PID and removes the
+namespace. What is running is recorded in .lab/state.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from golden.catalog import CATALOG, write_local_catalog
+from golden.errors import GoldenError
+from golden.libvirt import (LibvirtSession, daemon_answers, delete_volumes, start_private_libvirt,
+                            stop_private_libvirt)
+from golden.paths import REPO
+from golden.repository import open_repository
+from golden.runner import BuildLog
+
+VAGRANT_DIR = REPO / "vagrant"
+LAB_FILE = VAGRANT_DIR / "lab.yaml"
+STATE_DIR = REPO / ".lab"
+NETNS = "golden-lab"
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+class LabError(GoldenError):
+    pass
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    image: str
+
+
+def load_lab(path: Path = LAB_FILE) -> list[Machine]:
+    shown = os.path.relpath(path, Path.cwd())
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise LabError(f"{shown}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise LabError(f"{shown}: invalid YAML: {exc}") from None
+    machines = data.get("machines") if isinstance(data, dict) else None
+    if not isinstance(machines, list) or not machines:
+        raise LabError(f"{shown}: machines: expected a non-empty list")
+    result = []
+    for i, entry in enumerate(machines):
+        if not isinstance(entry, dict) or set(entry) - {"name", "image"}:
+            raise LabError(f"{shown}: machines[{i}]: expected a mapping with name and image")
+        for key in ("name", "image"):
+            if not isinstance(entry.get(key), str) or not NAME_RE.match(entry[key]):
+                raise LabError(f"{shown}: machines[{i}].{key}: expected lowercase letters, digits and '-'")
+        result.append(Machine(entry["name"], entry["image"]))
+    if len({m.name for m in result}) != len(result):
+        raise LabError(f"{shown}: machines: names must be unique")
+    return result
+
+
+def catalog_base(artifacts: Path) -> str:
+    """$GOLDEN_CATALOG, or the local artifacts (whose catalogs list tested versions)."""
+    return os.environ.get("GOLDEN_CATALOG") or str(artifacts)
+
+
+def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
+    if base == str(artifacts):
+        for image in {m.image for m in machines}:
+            write_local_catalog(artifacts / image)
+    repo = open_repository(base)
+    for image in sorted({m.image for m in machines}):
+        raw = repo.read(f"{image}/{CATALOG}")
+        versions = json.loads(raw).get("versions") if raw else None
+        if not versions:
+            hint = "run ./inv test to build and validate it" if base == str(artifacts) else "publish it there"
+            raise LabError(f"no tested box of {image!r} in the catalog {repo.url(image + '/' + CATALOG)}: {hint}, "
+                           f"or set GOLDEN_CATALOG to a published repository")
+
+
+def _url(base: str) -> str:
+    return base if "://" in base else Path(base).resolve().as_uri()
+
+
+def _read_state() -> dict | None:
+    path = STATE_DIR / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _vagrant_env(base: str, lab_file: Path) -> dict:
+    return dict(os.environ, GOLDEN_CATALOG=_url(base), GOLDEN_LAB=str(lab_file), VAGRANT_CWD=str(VAGRANT_DIR),
+                VAGRANT_DOTFILE_PATH=str(STATE_DIR / "vagrant"), GOLDEN_SERIAL_DIR=str(STATE_DIR),
+                VAGRANT_NO_COLOR="1", VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_DEFAULT_PROVIDER="libvirt")
+
+
+def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
+    machines = load_lab(lab_file)
+    base = catalog_base(artifacts)
+    check_catalogs(machines, base, artifacts)
+    STATE_DIR.mkdir(exist_ok=True)
+    log = BuildLog(STATE_DIR / "lab.log", echo=echo)
+    state = _read_state()
+    if state is None:
+        if daemon_answers():
+            state = {"netns": None, "pids": {}}
+            log.say("libvirt: using the running daemon")
+        else:
+            log.say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {NETNS}")
+            state = {"netns": NETNS, "pids": start_private_libvirt(NETNS, STATE_DIR)}
+        (STATE_DIR / "state.json").write_text(json.dumps(state) + "\n")
+    session = LibvirtSession(state["netns"])
+    with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(base)})"):
+        try:
+            log.run(session.wrap(["vagrant", "up", "--provider", "libvirt"]), cwd=VAGRANT_DIR,
+                    env=_vagrant_env(base, lab_file))
+        except GoldenError as exc:
+            raise LabError(f"{exc}\n  the lab is partly up: ./inv lab.down removes it") from None
+    log.say(f"lab up: {', '.join(m.name for m in machines)}. Log in with ./inv lab.ssh NAME; "
+            f"remove it with ./inv lab.down")
+
+
+def lab_down(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
+    state = _read_state()
+    if state is None:
+        print("no lab is up", file=echo)
+        return
+    log = BuildLog(STATE_DIR / "lab.log", echo=echo)
+    session = LibvirtSession(state["netns"])
+    try:
+        with log.stage("vagrant destroy"):
+            if daemon_answers(session):
+                log.run(session.wrap(["vagrant", "destroy", "--force"]), cwd=VAGRANT_DIR,
+                        env=_vagrant_env(catalog_base(artifacts), lab_file))
+                delete_volumes("golden-VAGRANTSLASH-", session, log)
+    finally:
+        if state["netns"]:
+            stop_private_libvirt(state["netns"], state["pids"])
+        shutil.rmtree(STATE_DIR / "vagrant", ignore_errors=True)
+        (STATE_DIR / "state.json").unlink()
+    log.say(f"lab down: VMs and box volumes removed"
+            f"{', libvirt daemons stopped, namespace ' + NETNS + ' deleted' if state['netns'] else ''}")
+
+
+def lab_ssh(machine: str, command: str | None, artifacts: Path, lab_file: Path = LAB_FILE) -> int:
+    state = _read_state()
+    if state is None:
+        raise LabError("no lab is up: ./inv lab.up")
+    args = ["vagrant", "ssh", machine] + (["-c", command] if command else [])
+    return subprocess.run(LibvirtSession(state["netns"]).wrap(args), cwd=VAGRANT_DIR,
+                          env=_vagrant_env(catalog_base(artifacts), lab_file)).returncode

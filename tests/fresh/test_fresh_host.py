@@ -1,0 +1,60 @@
+"""A fresh host made from the qcow2 with a NoCloud seed: the seed's user gets
+in by key, nobody else gets in, and the host has set itself up."""
+import paramiko
+import pytest
+
+from golden.fresh_host import HOSTNAME, USER
+from golden.vagrant_keys import insecure_key_pair
+
+
+def _login(vm, user: str, **auth):
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect("127.0.0.1", port=vm.port, username=user, timeout=10, allow_agent=False,
+                       look_for_keys=False, **auth)
+    finally:
+        client.close()
+
+
+def test_seed_user_logs_in_by_key_with_sudo(fresh):
+    assert fresh.check_output("id -un") == USER
+    assert fresh.check_output("sudo -n id -u") == "0"
+
+
+def test_cloud_init_configured_the_host_from_the_nocloud_seed(fresh):
+    status = fresh.run("cloud-init status --wait")
+    assert "status: done" in status.stdout, status.stdout + status.stderr
+    assert fresh.check_output("cloud-init query platform") == "nocloud"
+    assert fresh.check_output("hostname") == HOSTNAME
+
+
+def test_vagrant_insecure_key_does_not_open_the_image(fresh, fresh_vm):
+    private, _ = insecure_key_pair()
+    with pytest.raises(paramiko.AuthenticationException):
+        _login(fresh_vm, "vagrant", pkey=paramiko.PKey.from_path(private))
+    with fresh.sudo():
+        assert not fresh.file("/home/vagrant/.ssh/authorized_keys").exists
+        assert not fresh.file("/etc/sudoers.d/vagrant").exists
+
+
+def test_no_password_login(fresh_vm):
+    for user in (USER, "root", "vagrant"):
+        with pytest.raises(paramiko.AuthenticationException):
+            _login(fresh_vm, user, password="golden")
+
+
+def test_services_run(fresh):
+    for unit in ("postgresql@17-main", "valkey-server", "caddy", "ssh"):
+        assert fresh.service(unit).is_running, unit
+
+
+def test_host_made_its_own_credentials_and_apps_use_them(fresh):
+    with fresh.sudo():
+        assert fresh.file("/etc/golden/credentials/.generated").exists
+        env = fresh.file("/etc/golden/credentials/gitea.env")
+        assert (env.user, env.group, env.mode) == ("root", "gitea", 0o640)
+    query = fresh.run("sudo -u gitea sh -c 'env $(cat /etc/golden/credentials/gitea.env) "
+                      "psql -X -w -tAc \"SELECT current_user\"'")
+    assert (query.rc, query.stdout.strip()) == (0, "gitea"), query.stderr
+    assert fresh.service("probe").is_running
