@@ -20,18 +20,21 @@ def _guard(fn):
         raise Exit(f"error: {exc}", code=1)
 
 
-@task(help={"image": "image spec name (default: every spec in images/)",
-            "force": "rebuild even when an artifact of the current inputs exists"})
-def build(c, image=None, force=False):
-    """Build image(s): rootfs, disk, provision (Packer), package."""
-    from golden.build import build_image, require_tools
-    from golden.spec import select_specs
+@task(help={"image": "image spec name (default: infra)",
+            "all": "build every image spec in images/",
+            "jobs": "with --all: build up to N images at once (shared stages are built once)",
+            "force": "rebuild every stage, even when an artifact or cache entry of the current inputs exists"})
+def build(c, image=None, all=False, jobs=1, force=False):
+    """Build image(s): rootfs, disk, containers, provision (Packer), package."""
+    from golden.build import build_images, require_tools
+    from golden.spec import DEFAULT_IMAGE, select_specs
 
     def run():
-        specs = select_specs(image)
+        if all and image:
+            raise GoldenError("--image and --all: choose one")
+        specs = select_specs(None if all else image or DEFAULT_IMAGE)
         require_tools()
-        for spec in specs:
-            build_image(spec, force=force)
+        build_images(specs, jobs=int(jobs), force=force)
     _guard(run)
 
 
@@ -129,5 +132,40 @@ def lab_ssh(c, machine, command=None):
         raise Exit(code=code)
 
 
-ns = Collection(build, test, publish, verify, clean)
+@task(help={"update": "resolve the packages against the mirror now and rewrite the lock",
+            "image": "image spec name (default: every spec in images/)"})
+def lock(c, update=False, image=None):
+    """Show images/<name>.lock (exact package versions), or refresh it with --update."""
+    from golden.build import require_tools, update_lock
+    from golden.lock import lock_path, read_lock
+    from golden.spec import select_specs
+
+    def run():
+        specs = select_specs(image)
+        if update:
+            require_tools()
+        for spec in specs:
+            if update:
+                update_lock(spec)
+                continue
+            sections = read_lock(lock_path(spec))
+            counts = ", ".join(f"{name}: {len(p)} packages" for name, p in (sections or {}).items())
+            print(f"{lock_path(spec)}: {counts or 'none yet (the next build writes it)'}")
+    _guard(run)
+
+
+@task(help={"image": "image to measure (default: infra)"})
+def bench(c, image="infra"):
+    """Measure build speed, size and Unix socket vs TCP; report in artifacts/bench/ (about 25 min)."""
+    from golden.bench import run_bench
+    from golden.build import ARTIFACTS
+    from golden.spec import select_specs
+
+    def run():
+        select_specs(image)  # a clear error for an unknown or invalid image, before anything runs
+        run_bench(image, ARTIFACTS / "bench")
+    _guard(run)
+
+
+ns = Collection(build, test, publish, verify, clean, lock, bench)
 ns.add_collection(Collection("lab", up=lab_up, down=lab_down, ssh=lab_ssh))

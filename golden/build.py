@@ -11,15 +11,17 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from golden import containers, disk, package, packer, rootfs
+from golden import containers, disk, lock, package, packer, rootfs
 from golden.accel import probe_accelerator
-from golden.cache import cached_stage, hash_files, stage_key
+from golden.cache import alias, cached_stage, hash_files, stage_key
 from golden.errors import GoldenError
 from golden.manifest import read_manifest, write_manifest
-from golden.runner import BuildLog, capture
+from golden.runner import BuildLog, capture, stop_all_running
 from golden.spec import ImageSpec
 from golden.templates import render_steps, render_tree
 from golden.vagrant_keys import insecure_key_pair
@@ -30,8 +32,9 @@ STAGE_CODE = [Path(m.__file__) for m in (rootfs, disk, containers, packer, packa
 
 
 def build_key(spec: ImageSpec) -> str:
-    """Everything that shapes the artifact: spec, provisioning files, stage code."""
+    """Everything that shapes the artifact: spec, lock, provisioning files, stage code."""
     provision_files = [p for p in (REPO / "provision").rglob("*") if p.is_file()]
+    provision_files += [lock.lock_path(spec)] if lock.lock_path(spec).is_file() else []
     return stage_key(spec=spec.canonical_json(), provision=hash_files(provision_files),
                      code=hash_files(STAGE_CODE))
 
@@ -60,7 +63,28 @@ def new_version(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d.%H%M%S")
 
 
-def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = False, echo=sys.stdout) -> Path:
+def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, echo=sys.stdout) -> list[Path]:
+    """Builds specs, up to `jobs` at once. Stages they share (same cache key)
+    are built once: the others wait for it and reuse it."""
+    if jobs <= 1 or len(specs) <= 1:
+        return [build_image(spec, force=force, echo=echo) for spec in specs]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {spec.name: pool.submit(build_image, spec, force=force, echo=echo, label=f"{spec.name}: ")
+                   for spec in specs}
+        try:
+            wait(futures.values())
+        except BaseException:  # interrupted: stop every tool of every build, then let them fail
+            stop_all_running()
+            raise
+    failed = [name for name, f in futures.items() if f.exception()]
+    if failed:
+        raise GoldenError(f"build failed: {', '.join(failed)}: "
+                          + "; ".join(str(futures[n].exception()).splitlines()[0] for n in failed))
+    return [f.result() for f in futures.values()]
+
+
+def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = False, echo=sys.stdout,
+                label: str = "") -> Path:
     if not force and (existing := find_artifact(spec, artifacts)):
         print(f"{spec.name}: up to date: {existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing}",
               file=echo)
@@ -71,10 +95,14 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
     image_dir = artifacts / spec.name
     partial = image_dir / f".{version}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    log = BuildLog(partial / "build.log", echo=echo)
+    log = BuildLog(partial / "build.log", echo=echo, label=label)
     log.say(f"building {spec.name} {version} (accelerator: {accelerator}); log: {log.path}")
     try:
+        had_lock = lock.lock_path(spec).is_file()
         manifest = _run_stages(spec, version, accelerator, partial, log, force)
+        if not had_lock:  # the first build: what it installed becomes the lock
+            _adopt_lock(spec, {"rootfs": manifest["packages"], **manifest["container_packages"]}, log)
+            key = build_key(spec)  # same artifact as a pinned build would make
         manifest["build_key"] = key
         write_manifest(partial / "manifest.json", manifest)
         final = image_dir / version
@@ -90,43 +118,93 @@ def build_image(spec: ImageSpec, artifacts: Path = ARTIFACTS, force: bool = Fals
         raise
 
 
-def stage_keys(spec: ImageSpec) -> dict:
-    """The cache key of each cached stage of spec: everything the stage reads."""
+def stage_keys(spec: ImageSpec, locked: dict | None = None) -> dict:
+    """The cache key of each cached stage of spec: everything the stage reads
+    (including the versions the lock pins)."""
+    locked = locked or {}
     _, public_key = insecure_key_pair()
     mmdebstrap_version = capture(["mmdebstrap", "--version"]).strip()
     rootfs_key = stage_key(base=spec.base, packages=rootfs.all_packages(spec), tool=mmdebstrap_version,
-                           code=hash_files([Path(rootfs.__file__), rootfs.CUSTOMIZE_HOOK, public_key]))
-    container_code = hash_files([Path(containers.__file__), *containers.CONTAINER_FILES.iterdir()])
+                           pins=locked.get("rootfs"),
+                           code=hash_files([Path(rootfs.__file__), rootfs.CUSTOMIZE_HOOK, public_key,
+                                            Path(lock.__file__)]))
+    container_code = hash_files([Path(containers.__file__), Path(lock.__file__),
+                                 *containers.CONTAINER_FILES.iterdir()])
     return {
         "rootfs": rootfs_key,
         "disk": stage_key(rootfs=rootfs_key, size=spec.disk.size_bytes, code=hash_files([Path(disk.__file__)])),
         "container": {image.name: stage_key(base=spec.base, image=image, tool=mmdebstrap_version,
-                                            code=container_code) for image in spec.container_images},
+                                            pins=locked.get(containers.lock_section(image)), code=container_code)
+                      for image in spec.container_images},
     }
+
+
+def _adopt_lock(spec: ImageSpec, sections: dict, log: BuildLog) -> None:
+    """Writes the lock from what an unpinned run installed, and files its
+    cache entries under the pinned keys too: a pinned build installs the
+    same, so the next build reuses them."""
+    unpinned = stage_keys(spec)
+    lock.write_lock(lock.lock_path(spec), sections)
+    pinned = stage_keys(spec, sections)
+    for kind in ("rootfs", "disk"):
+        alias(kind, unpinned[kind], pinned[kind])
+    for name, key in unpinned["container"].items():
+        alias("container", key, pinned["container"][name])
+    log.say(f"    wrote {lock.lock_path(spec).name} (the versions this build installed)")
+
+
+def update_lock(spec: ImageSpec, echo=sys.stdout) -> Path:
+    """Resolves the spec's packages against the mirror now (the root file
+    system and each container image, without pins) and rewrites
+    images/<name>.lock."""
+    _, public_key = insecure_key_pair()
+    keys = stage_keys(spec)
+    path = lock.lock_path(spec)
+    with tempfile.TemporaryDirectory(prefix=f"golden-lock-{spec.name}-") as tmp:
+        log = BuildLog(Path(tmp) / "lock.log", echo=echo)
+        with log.stage(f"{spec.name}: resolve rootfs packages"):
+            entry = cached_stage("rootfs", keys["rootfs"],
+                                 lambda d: rootfs.build_rootfs(spec, d, public_key, log), log, force=True)
+        sections = {"rootfs": rootfs.read_packages(entry)}
+        for image in spec.container_images:
+            with log.stage(f"{spec.name}: resolve container image {image.name}"):
+                entry = cached_stage("container", keys["container"][image.name], lambda d, image=image:
+                                     containers.build_container_image(spec, image, d, log), log, force=True)
+            sections[containers.lock_section(image)] = containers.read_packages(entry, image)
+        _adopt_lock(spec, sections, log)
+    print(f"{spec.name}: wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=echo)
+    return path
 
 
 def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log: BuildLog,
                 force: bool = False) -> dict:
     private_key, public_key = insecure_key_pair()
-    keys = stage_keys(spec)
+    locked = lock.read_lock(lock.lock_path(spec)) or {}
+    keys = stage_keys(spec, locked)
     rootfs_key, disk_key = keys["rootfs"], keys["disk"]
     with log.stage("rootfs"):
-        rootfs_dir = cached_stage("rootfs", rootfs_key,
-                                  lambda d: rootfs.build_rootfs(spec, d, public_key, log), log, force)
+        rootfs_dir = cached_stage("rootfs", rootfs_key, lambda d: rootfs.build_rootfs(
+            spec, d, public_key, log, locked.get("rootfs")), log, force)
 
-    root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"golden-root:{disk_key}"))
+    def make_disk(d: Path) -> None:
+        root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"golden-root:{disk_key}"))
+        disk.make_disk(rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log)
+        (d / "root-uuid").write_text(root_uuid + "\n")  # the entry may be filed under other keys too
     with log.stage("disk"):
-        disk_dir = cached_stage("disk", disk_key, lambda d: disk.make_disk(
-            rootfs_dir / "rootfs.tar", spec.disk.size_bytes, root_uuid, d / "disk.qcow2", log), log, force)
+        disk_dir = cached_stage("disk", disk_key, make_disk, log, force)
+    root_uuid = (disk_dir / "root-uuid").read_text().strip()
 
     work = out / "work"
-    container_tars = {}
+    container_tars, container_packages = {}, {}
     if spec.container_images:
         with log.stage("containers"):
             for image in spec.container_images:
                 entry = cached_stage("container", keys["container"][image.name], lambda d, image=image:
-                                     containers.build_container_image(spec, image, d, log), log, force)
+                                     containers.build_container_image(
+                                         spec, image, d, log, locked.get(containers.lock_section(image))),
+                                     log, force)
                 container_tars[image.name] = entry / f"{image.name}.tar"
+                container_packages[containers.lock_section(image)] = containers.read_packages(entry, image)
 
     with log.stage("provision"):
         render_tree(spec, work / "files" / "root")
@@ -166,6 +244,7 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         "hostname": spec.hostname,
         "disk_size": spec.disk.size_bytes,
         "packages": rootfs.read_packages(rootfs_dir),
+        "container_packages": container_packages,
         "files": files,
         "stages": dict(log.stage_seconds),
         "accelerator": accelerator,

@@ -7,6 +7,7 @@ disk error, a hand edit, a half-copied cache) is removed and rebuilt.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -62,8 +63,17 @@ def entry_is_intact(entry: Path) -> bool:
 
 def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force: bool = False) -> Path:
     """Returns the entry for key, running build(tmp_dir) only when it is
-    missing, damaged, or force is set."""
+    missing, damaged, or force is set. Builds of the same entry take turns
+    (a lock file per key): parallel image builds share it, built once."""
     final = cache_dir() / kind / key
+    final.parent.mkdir(parents=True, exist_ok=True)
+    (cache_dir() / ".locks").mkdir(exist_ok=True)
+    with (cache_dir() / ".locks" / f"{kind}-{key}").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        return _cached_stage(final, kind, key, build, log, force)
+
+
+def _cached_stage(final: Path, kind: str, key: str, build, log, force: bool) -> Path:
     if final.is_dir() and not force:
         if entry_is_intact(final):
             log.say(f"    {kind}: cached ({key})")
@@ -83,3 +93,15 @@ def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def alias(kind: str, key: str, other_key: str) -> None:
+    """Files entry key also under other_key (hard links: no copy), unless
+    that exists already or key does not."""
+    src, dest = cache_dir() / kind / key, cache_dir() / kind / other_key
+    if dest.exists() or not src.is_dir() or key == other_key:
+        return
+    tmp = dest.with_name(f"{other_key}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=os.link)
+    tmp.rename(dest)

@@ -7,6 +7,8 @@ from pathlib import Path
 from golden.build import version_dirs
 from golden.cache import cache_dir
 
+STAGE_KINDS = ("rootfs", "disk", "container")
+
 
 def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
     """Removes leftovers of failed or killed builds (.<version>.partial) and all
@@ -25,17 +27,21 @@ def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
 
 
 def prune_cache(specs, say=print) -> list[Path]:
-    """Removes cache entries that no current image spec uses, and leftovers
-    of interrupted stages (*.tmp-*, *.old-*)."""
+    """Removes stage cache entries that no current image spec uses, and
+    leftovers of interrupted stages (*.tmp-*, *.old-*). The package cache
+    (debs/) stays: the lock files decide which versions are wanted."""
     from golden.build import stage_keys
+    from golden.lock import lock_path, read_lock
     used = set()
     for spec in specs:
-        keys = stage_keys(spec)
+        keys = stage_keys(spec, read_lock(lock_path(spec)))
         used |= {("rootfs", keys["rootfs"]), ("disk", keys["disk"])}
         used |= {("container", k) for k in keys["container"].values()}
     removed = []
     root = cache_dir()
-    for kind_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    for kind_dir in (root / kind for kind in STAGE_KINDS):
+        if not kind_dir.is_dir():
+            continue
         for entry in sorted(kind_dir.iterdir()):
             if (kind_dir.name, entry.name) not in used:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

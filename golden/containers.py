@@ -6,8 +6,10 @@ made from the image never need a registry.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from golden import lock
 from golden.paths import PROVISION_DIR
 from golden.rootfs import DPKG_OPTIONS
 from golden.runner import BuildLog
@@ -20,17 +22,36 @@ def image_ref(image: ContainerImage) -> str:
     return f"localhost/golden/{image.name}:latest"
 
 
-def mmdebstrap_command(spec: ImageSpec, image: ContainerImage, out_tar: Path) -> list[str]:
+def mmdebstrap_command(spec: ImageSpec, image: ContainerImage, out_tar: Path,
+                       package_args: list[str] = (), mirror: str = "") -> list[str]:
     cmd = ["mmdebstrap", "--variant=minbase", f"--components={','.join(spec.base.components)}"]
     if image.packages:
         cmd.append(f"--include={','.join(sorted(image.packages))}")
     cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
+    cmd += list(package_args)
+    packages_tsv = out_tar.with_name(f"{image.name}.packages.tsv")
+    cmd.append(f"--customize-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\n' > {packages_tsv}")
     # The image's own programs (e.g. golden-probe) go to /usr/local/bin.
     cmd.append(f'--customize-hook=cp {CONTAINER_FILES}/golden-* "$1/usr/local/bin/"')
     cmd.append('--customize-hook=rm -rf "$1/var/lib/apt/lists" "$1/var/cache/apt"')
-    cmd += [spec.base.suite, str(out_tar), spec.base.mirror]
+    cmd += [spec.base.suite, str(out_tar), mirror or spec.base.mirror]
     return cmd
 
 
-def build_container_image(spec: ImageSpec, image: ContainerImage, out_dir: Path, log: BuildLog) -> None:
-    log.run(mmdebstrap_command(spec, image, out_dir / f"{image.name}.tar"))
+def lock_section(image: ContainerImage) -> str:
+    return f"container {image.name}"
+
+
+def build_container_image(spec: ImageSpec, image: ContainerImage, out_dir: Path, log: BuildLog,
+                          pins: dict[str, str] | None = None) -> None:
+    with tempfile.TemporaryDirectory(prefix="golden-container-") as work:
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work))
+        if mirror != spec.base.mirror:
+            log.say("    container: the package cache has every locked version: installing offline")
+        log.run(mmdebstrap_command(spec, image, out_dir / f"{image.name}.tar", args, mirror))
+    lock.check_installed(read_packages(out_dir, image), pins, f"{lock.lock_path(spec).name} [{lock_section(image)}]")
+
+
+def read_packages(out_dir: Path, image: ContainerImage) -> dict[str, str]:
+    lines = (out_dir / f"{image.name}.packages.tsv").read_text().splitlines()
+    return dict(line.split("\t", 1) for line in lines if line)

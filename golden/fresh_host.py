@@ -8,15 +8,12 @@ run generates. QEMU's user network is restricted and forwards SSH from
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import paramiko
 
-from golden.errors import GoldenError
-from golden.runner import BuildLog, stop_process_group
+from golden.qemu_vm import QemuVM
+from golden.runner import BuildLog
 
 USER = "ops"
 HOSTNAME = "fresh-host"
@@ -45,20 +42,17 @@ def make_seed(work: Path, public_key: str, instance_id: str, log: BuildLog) -> P
     return seed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class FreshHost:
     def __init__(self, qcow2: Path, work: Path, accelerator: str, log: BuildLog, memory: int = 1024, cpus: int = 2):
         self.qcow2, self.work, self.accelerator, self.log = qcow2, work, accelerator, log
         self.memory, self.cpus = memory, cpus
         self.key = work / "id_ed25519"
         self.serial = work / "fresh-serial.log"
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
+        self.vm: QemuVM | None = None
+
+    @property
+    def port(self) -> int:
+        return self.vm.port
 
     def boot(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -66,37 +60,13 @@ class FreshHost:
         seed = make_seed(self.work, self.key.with_suffix(".pub").read_text(), f"golden-{os.getpid()}", self.log)
         overlay = self.work / "overlay.qcow2"
         self.log.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qcow2.resolve(), overlay])
-        cmd = ["qemu-system-x86_64", "-machine", f"q35,accel={self.accelerator}", "-cpu", "max",
-               "-m", str(self.memory), "-smp", str(self.cpus),
-               "-drive", f"file={overlay},if=virtio,format=qcow2",
-               "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
-               "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-               "-device", "virtio-net-pci,netdev=net0",
-               "-display", "none", "-serial", f"file:{self.serial}"]
-        self.log.write("$ " + " ".join(str(c) for c in cmd))
-        with self.log.path.open("a") as out:
-            self.proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.vm = QemuVM([f"file={overlay},format=qcow2", f"file={seed},format=raw,readonly=on"],
+                         self.serial, self.accelerator, self.log, self.memory, self.cpus)
+        self.vm.start()
 
     def wait_for_ssh(self) -> None:
         """Until the seed's user logs in by key (cloud-init has run by then)."""
-        deadline = time.monotonic() + SSH_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise GoldenError(f"fresh host: QEMU exited with {self.proc.returncode}; see {self.log.path}")
-            client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            try:
-                client.connect("127.0.0.1", port=self.port, username=USER, key_filename=str(self.key),
-                               timeout=10, banner_timeout=10, auth_timeout=10, allow_agent=False,
-                               look_for_keys=False)
-                return
-            except (paramiko.SSHException, OSError):
-                if time.monotonic() > deadline:
-                    raise GoldenError(f"fresh host: {USER} could not log in within {SSH_TIMEOUT} s") from None
-                time.sleep(3)
-            finally:
-                client.close()
+        self.vm.login(USER, paramiko.PKey.from_path(self.key), SSH_TIMEOUT, step=3).close()
 
     def write_ssh_config(self, path: Path) -> Path:
         path.write_text(f"Host fresh\n  HostName 127.0.0.1\n  Port {self.port}\n  User {USER}\n"
@@ -104,8 +74,8 @@ class FreshHost:
         return path
 
     def stop(self) -> None:
-        """Kills QEMU (by its PID); never raises."""
-        if self.proc:
-            stop_process_group(self.proc)
+        """Stops QEMU (by its PID); never raises."""
+        if self.vm:
+            self.vm.stop()
         if self.serial.exists():
             self.log.write("---- fresh-host serial console ----\n" + self.serial.read_text(errors="replace"))

@@ -6,12 +6,14 @@ kernel and initrd used for the first (direct kernel) boot.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from golden import lock
+from golden.paths import PROVISION_DIR
 from golden.runner import BuildLog
 from golden.spec import ImageSpec
 
-from golden.paths import PROVISION_DIR
 CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
 # The base every image needs to boot, log in and be provisioned.
 BASE_PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
@@ -31,24 +33,33 @@ def all_packages(spec: ImageSpec) -> list[str]:
     return sorted(set(BASE_PACKAGES) | set(spec.packages))
 
 
-def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path) -> list[str]:
+def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path,
+                       package_args: list[str] = (), mirror: str = "") -> list[str]:
     cmd = ["mmdebstrap", f"--variant={spec.base.variant}",
            f"--components={','.join(spec.base.components)}",
            f"--include={','.join(all_packages(spec))}"]
     cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
+    cmd += list(package_args)
     cmd += [
         f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}',
         f"--customize-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\n' > {out_dir}/packages.tsv",
         f'--customize-hook=cp -L "$1/vmlinuz" {out_dir}/vmlinuz',
         f'--customize-hook=cp -L "$1/initrd.img" {out_dir}/initrd.img',
-        spec.base.suite, str(out_dir / "rootfs.tar"), spec.base.mirror,
+        spec.base.suite, str(out_dir / "rootfs.tar"), mirror or spec.base.mirror,
     ]
     return cmd
 
 
-def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildLog) -> None:
+def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildLog,
+                 pins: dict[str, str] | None = None) -> None:
+    """pins: the lock's versions (None: the mirror's current ones)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    log.run(mmdebstrap_command(spec, out_dir, login_pubkey))
+    with tempfile.TemporaryDirectory(prefix="golden-rootfs-") as work:
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work))
+        if mirror != spec.base.mirror:
+            log.say("    rootfs: the package cache has every locked version: installing offline")
+        log.run(mmdebstrap_command(spec, out_dir, login_pubkey, args, mirror))
+    lock.check_installed(read_packages(out_dir), pins, f"{lock.lock_path(spec).name} [rootfs]")
 
 
 def read_packages(out_dir: Path) -> dict[str, str]:

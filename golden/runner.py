@@ -6,6 +6,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +17,11 @@ from golden.errors import GoldenError
 class BuildLog:
     """Appends every tool's output to one log file; prints stage progress."""
 
-    def __init__(self, path: Path, echo=sys.stdout):
+    def __init__(self, path: Path, echo=sys.stdout, label: str = ""):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.echo = echo
+        self.label = label  # e.g. "infra: " when several builds share the terminal
         self.started = time.monotonic()
         self.stage_seconds: dict[str, float] = {}
 
@@ -29,7 +31,7 @@ class BuildLog:
 
     def say(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
-        line = f"[{elapsed:6.1f}s] {text}"
+        line = f"[{elapsed:6.1f}s] {self.label}{text}"
         print(line, file=self.echo, flush=True)
         self.write(line)
 
@@ -53,11 +55,16 @@ class BuildLog:
             proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True,
                                     stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
                                     stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
+            with _RUNNING_LOCK:
+                _RUNNING.add(proc)
             try:
                 proc.communicate(input)
             except BaseException:
                 stop_process_group(proc)
                 raise
+            finally:
+                with _RUNNING_LOCK:
+                    _RUNNING.discard(proc)
         if proc.returncode != 0:
             with self.path.open() as f:
                 f.seek(offset)
@@ -65,6 +72,18 @@ class BuildLog:
             detail = "\n    ".join(last)
             raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
                               f"full log: {self.path}\n    {detail}")
+
+
+# Tools running now, in any thread: an interrupt of parallel builds stops them all.
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_all_running() -> None:
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        stop_process_group(proc)
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:

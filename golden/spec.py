@@ -354,6 +354,9 @@ def spec_names(images_dir: Path = IMAGES_DIR) -> list[str]:
     return sorted(p.stem for p in Path(images_dir).glob("*.yaml"))
 
 
+DEFAULT_IMAGE = "infra"  # what ./inv build builds without --image or --all
+
+
 def select_specs(image: str | None, images_dir: Path = IMAGES_DIR) -> list[ImageSpec]:
     """All specs when image is None, else the one named; each fully validated first."""
     names = spec_names(images_dir)

@@ -19,6 +19,10 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def _entries(kind_dir):
+    return sorted(p.name for p in kind_dir.iterdir())
+
+
 def _stage(calls):
     def build(d):
         calls.append(d)
@@ -51,7 +55,7 @@ def test_damaged_entry_is_rebuilt_not_used(cache, damage):
     assert len(calls) == 2
     assert log.lines == ["    rootfs: cache entry k1 is damaged (checksums differ): rebuilding it"]
     assert (again / "rootfs.tar").read_bytes() == b"tar" * 1000 and not (again / "extra").exists()
-    assert sorted(p.name for p in (cache / "rootfs").iterdir()) == ["k1"]
+    assert _entries(cache / "rootfs") == ["k1"]
     cached_stage("rootfs", "k1", _stage(calls), log)
     assert len(calls) == 2  # the rebuilt entry is intact
 
@@ -61,7 +65,7 @@ def test_force_rebuilds_an_intact_entry(cache):
     cached_stage("disk", "k2", _stage(calls), log)
     entry = cached_stage("disk", "k2", _stage(calls), log, force=True)
     assert len(calls) == 2 and (entry / "sub" / "packages.tsv").read_text() == "build 2\n"
-    assert sorted(p.name for p in (cache / "disk").iterdir()) == ["k2"]
+    assert _entries(cache / "disk") == ["k2"]
 
 
 def test_failing_stage_leaves_no_entry(cache):
@@ -70,4 +74,26 @@ def test_failing_stage_leaves_no_entry(cache):
         raise RuntimeError("mmdebstrap failed")
     with pytest.raises(RuntimeError):
         cached_stage("rootfs", "k3", broken, Log())
-    assert list((cache / "rootfs").iterdir()) == []
+    assert _entries(cache / "rootfs") == []
+
+
+def test_parallel_builds_share_an_entry_built_once(cache):
+    """Two image builds needing the same stage (as infra and infra-open do):
+    one builds it, the other waits and reuses it."""
+    import threading
+    import time
+    calls, results = [], []
+
+    def slow(d):
+        calls.append(d)
+        time.sleep(1)
+        (d / "rootfs.tar").write_bytes(b"tar")
+
+    threads = [threading.Thread(target=lambda: results.append(cached_stage("rootfs", "shared", slow, Log())))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert results == [cache / "rootfs" / "shared"] * 2

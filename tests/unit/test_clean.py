@@ -56,21 +56,26 @@ def test_stage_keys_follow_file_places(tmp_path, monkeypatch):
 def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
     from golden.build import stage_keys
     from golden.clean import prune_cache
+    from golden.lock import lock_path, read_lock
     from golden.spec import load_spec
     from conftest import REPO
     cache = tmp_path / "cache"
     monkeypatch.setenv("GOLDEN_CACHE", str(cache))
     specs = [load_spec(REPO / "images" / f"{n}.yaml") for n in ("infra", "infra-open")]
-    keys = stage_keys(specs[0])
-    assert keys == stage_keys(specs[1])  # the two images share every cached stage
+    keys = stage_keys(specs[0], read_lock(lock_path(specs[0])))  # the entries a build with the lock uses
+    assert keys == stage_keys(specs[1], read_lock(lock_path(specs[1])))  # both images share every stage
+    assert keys["rootfs"] != stage_keys(specs[0])["rootfs"]  # unpinned entries are not the current ones
     used = [cache / "rootfs" / keys["rootfs"], cache / "disk" / keys["disk"],
             cache / "container" / keys["container"]["probe"]]
     stale = [cache / "rootfs" / "0ld", cache / "disk" / f"{keys['disk']}.tmp-123",
              cache / "container" / f"{keys['container']['probe']}.old-9"]
     for d in used + stale:
         d.mkdir(parents=True)
+    (cache / "debs" / "trixie").mkdir(parents=True)  # the package cache is not a stage
+    (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").write_bytes(b"deb")
     removed = prune_cache(specs, say=lambda *_: None)
     assert sorted(removed) == sorted(stale)
     assert all(d.is_dir() for d in used)
     # A spec no longer present: its entries go too.
     assert sorted(prune_cache([], say=lambda *_: None)) == sorted(used)
+    assert (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").is_file()

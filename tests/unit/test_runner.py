@@ -34,6 +34,9 @@ def test_interrupt_stops_the_tool_and_everything_it_started(tmp_path):
     grandchild = int(pidfile.read_text())
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
+    deadline = time.monotonic() + 10  # SIGTERM is delivered at once; dying may lag on a loaded host
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not _alive(grandchild)
 
 
@@ -45,3 +48,29 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "Z (zombie)" not in state
+
+
+def test_stop_all_running_stops_tools_of_every_thread(tmp_path):
+    """An interrupt of `./inv build --all -j 2`: the tools of both builds stop."""
+    import threading
+    from golden.runner import stop_all_running
+    errors = []
+
+    def build(n):
+        try:
+            BuildLog(tmp_path / f"{n}.log").run(["sleep", "300"])
+        except GoldenError as exc:
+            errors.append(str(exc))
+    threads = [threading.Thread(target=build, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True).stdout.split()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    start = time.monotonic()
+    stop_all_running()
+    for t in threads:
+        t.join(timeout=30)
+    assert time.monotonic() - start < 20
+    assert len(errors) == 2 and all("sleep failed" in e for e in errors)

@@ -71,10 +71,14 @@ def test_cli_refuses_bad_spec_with_one_line_and_builds_nothing(tmp_path, write_s
     artifacts = tmp_path / "artifacts"
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "GOLDEN_IMAGES": str(images_dir),
            "GOLDEN_ARTIFACTS": str(artifacts), "GOLDEN_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([str(REPO / "inv"), "build"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert lines == [f"error: {images_dir}/x.yaml: base.suite: expected a string"]
+    for args in (["build", "--all"], ["build", "--image", "x"]):
+        proc = subprocess.run([str(REPO / "inv"), *args], cwd=REPO, env=env, capture_output=True, text=True)
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"error: {images_dir}/x.yaml: base.suite: expected a string"]
+    proc = subprocess.run([str(REPO / "inv"), "build", "--all", "--image", "x"], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: --image and --all: choose one"
     assert not artifacts.exists()
 
 

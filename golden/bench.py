@@ -1,0 +1,223 @@
+"""./inv bench: the build-speed and size figures measured in one run, each
+against its target, plus ADR-002's Unix socket vs TCP loopback claim.
+
+The run is kept apart from the user's work: it builds from a copy of the
+repository (the one-template change edits the copy) with an empty stage
+cache and its own artifacts directory, all under a temporary directory.
+Only one VM runs at a time. Writes artifacts/bench/<timestamp>.json, .md
+and -stages.png.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import paramiko
+
+from golden.accel import probe_accelerator
+from golden.manifest import read_manifest
+from golden.paths import REPO
+from golden.qemu_vm import QemuVM
+from golden.runner import BuildLog, capture
+from golden.vagrant_keys import insecure_key_pair
+
+# measure: (target, unit, what)
+TARGETS = {
+    "cold_build_s": (240, "s", "cold build, empty caches, mirror reachable"),
+    "noop_rebuild_s": (3, "s", "rebuild with nothing changed (no VM started)"),
+    "template_rebuild_s": (120, "s", "rebuild after editing one provisioning template"),
+    "test_s": (180, "s", "./inv test image validation (boot, tests, destroy)"),
+    "boot_to_ssh_s": (20, "s", "boot of the built box to SSH ready"),
+    "box_mb": (250, "MB", "compressed box size"),
+}
+EDITED_TEMPLATE = Path("provision/templates/etc/hosts.j2")
+COPIED = ["tasks.py", "pyproject.toml", "golden", "images", "provision"]  # what a build reads
+
+
+def _copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".vagrant"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _timed_build(repo: Path, image: str, env: dict, log: BuildLog) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build", "--image", image], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    seconds = round(time.monotonic() - start, 1)
+    log.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench build failed; see {log.path}")
+    return seconds, proc.stdout
+
+
+def _stage_lines(build_log: Path) -> list[str]:
+    return [l for l in build_log.read_text().splitlines() if ": cached (" in l]
+
+
+def _box_disk(box: Path, dest: Path) -> Path:
+    with tarfile.open(box) as tar:
+        member = tar.getmember("box.img")
+        with tar.extractfile(member) as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return dest
+
+
+def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out, err = stdout.read().decode(), stderr.read().decode()
+    if stdout.channel.recv_exit_status() != 0:
+        raise RuntimeError(f"{command!r} failed in the VM: {err.strip() or out.strip()}")
+    return out
+
+
+def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
+    """Boots the box's disk as a throwaway VM: time to SSH, then the socket
+    vs TCP benchmark inside it."""
+    disk = _box_disk(box, work / "box.img")
+    private, _ = insecure_key_pair()
+    vm = QemuVM([f"file={disk},format=qcow2,snapshot=on"], work / "bench-serial.log", accelerator, log)
+    start = time.monotonic()
+    vm.start()
+    try:
+        client = vm.login("vagrant", paramiko.PKey.from_path(private), timeout=600, step=0.5)
+        boot = round(time.monotonic() - start, 1)
+        sftp = client.open_sftp()
+        sftp.put(str(Path(__file__).with_name("bench_socket_vs_tcp.sh")), "/tmp/bench.sh")
+        sftp.close()
+        out = _run(client, "sudo sh /tmp/bench.sh")
+        client.close()
+    finally:
+        vm.stop()
+    results = {"boot_to_ssh_s": boot}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        results[key] = float(value) if re.fullmatch(r"[0-9.]+", value) else None
+    return results
+
+
+def _ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def _chart(stages: dict[str, dict[str, float]], path: Path) -> None:
+    """Horizontal bars: seconds per stage, one group per run."""
+    from PIL import Image, ImageDraw
+    rows = [(run, stage, secs) for run, d in stages.items() for stage, secs in d.items()]
+    longest = max((s for _, _, s in rows), default=1) or 1
+    width, bar_h, left = 900, 22, 330
+    img = Image.new("RGB", (width, 50 + bar_h * len(rows)), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 10), "golden ./inv bench: seconds per stage", fill="black")
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for i, (run, stage, secs) in enumerate(rows):
+        y = 40 + i * bar_h
+        color = colors[list(stages).index(run) % len(colors)]
+        draw.text((10, y + 4), f"{run}: {stage}", fill="black")
+        draw.rectangle([left, y + 2, left + int((width - left - 80) * secs / longest), y + bar_h - 4], fill=color)
+        draw.text((left + int((width - left - 80) * secs / longest) + 6, y + 4), f"{secs:.1f}", fill="black")
+    img.save(path)
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# golden benchmark {report['started_at']}", "",
+             f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
+             f"{report['host']['accelerator']}, {report['host']['qemu']}.", "",
+             "| measure | value | target | met |", "| --- | --- | --- | --- |"]
+    for key, (target, unit, what) in TARGETS.items():
+        value = report["figures"].get(key)
+        met = "yes" if value is not None and value <= target else "no"
+        lines.append(f"| {what} | {value} {unit} | <= {target} {unit} | {met} |")
+    lines += ["", "Stage seconds:", ""]
+    for run, stages in report["stages"].items():
+        lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    lines += ["", f"Reused by the one-template rebuild: {', '.join(report['template_rebuild_reused']) or 'nothing'}",
+              "", "## Unix socket vs TCP loopback (ADR-002), inside a VM of the image", "",
+              "| measure | socket | TCP 127.0.0.1 | socket / TCP |", "| --- | --- | --- | --- |"]
+    s = report["socket_vs_tcp"]
+    for label, key in (("pgbench select-only tps", "pgbench_{}_tps"),
+                       ("pgbench latency (ms, lower is better)", "pgbench_{}_latency_ms"),
+                       ("valkey-benchmark SET req/s", "valkey_{}_SET_rps"),
+                       ("valkey-benchmark GET req/s", "valkey_{}_GET_rps")):
+        sock, tcp = s.get(key.format("socket")), s.get(key.format("tcp"))
+        lines.append(f"| {label} | {sock} | {tcp} | {_ratio(sock, tcp)} |")
+    lines += ["", "Reproduce: `./inv bench` (about 25 minutes on 2 cores under TCG).", ""]
+    return "\n".join(lines)
+
+
+def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
+    started = dt.datetime.now(dt.timezone.utc)
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = BuildLog(out_dir / f"{stamp}.log", echo=echo)
+    accelerator = probe_accelerator()
+    work = Path(tempfile.mkdtemp(prefix="golden-bench-"))
+    try:
+        repo = _copy_repo(work / "repo")
+        artifacts = work / "artifacts"
+        env = dict(os.environ, GOLDEN_CACHE=str(work / "cache"), GOLDEN_ARTIFACTS=str(artifacts))
+        figures, stages = {}, {}
+        with log.stage("cold build (empty cache)"):
+            figures["cold_build_s"], _ = _timed_build(repo, image, env, log)
+        first = (artifacts / image / "latest").resolve()
+        stages["cold build"] = read_manifest(first / "manifest.json")["stages"]
+        with log.stage("rebuild, nothing changed"):
+            figures["noop_rebuild_s"], out = _timed_build(repo, image, env, log)
+            if "up to date" not in out:
+                raise RuntimeError("the no-op rebuild built something")
+        with log.stage(f"rebuild after editing {EDITED_TEMPLATE}"):
+            with (repo / EDITED_TEMPLATE).open("a") as f:
+                f.write("# bench: one provisioning template changed\n")
+            figures["template_rebuild_s"], _ = _timed_build(repo, image, env, log)
+        second = (artifacts / image / "latest").resolve()
+        stages["template rebuild"] = read_manifest(second / "manifest.json")["stages"]
+        reused = [l.split(":")[0].split()[-1] for l in _stage_lines(second / "build.log")]
+        with log.stage("image validation (./inv test's image part)"):
+            start = time.monotonic()
+            from golden.validate import validate_artifact
+            validate_artifact(second, echo=echo)
+            figures["test_s"] = round(time.monotonic() - start, 1)
+        stages["validation"] = {m.group(1): float(m.group(2)) for m in re.finditer(
+            r"<== (.+?) done in ([0-9.]+)s", (second / "test.log").read_text())}
+        box = next(second.glob("*.libvirt.box"))
+        figures["box_mb"] = round(box.stat().st_size / 1e6, 1)
+        figures["qcow2_mb"] = round(next(second.glob("*.qcow2")).stat().st_size / 1e6, 1)
+        with log.stage("boot to SSH, then socket vs TCP in the VM"):
+            vm_results = boot_and_socket_bench(box, work, accelerator, log)
+        figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
+        report = {
+            "started_at": started.isoformat(timespec="seconds"), "image": image,
+            "host": {"cores": os.cpu_count(), "accelerator": accelerator,
+                     "qemu": capture(["qemu-system-x86_64", "--version"]).splitlines()[0]},
+            "figures": figures,
+            "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None
+                            and figures[k] <= t} for k, (t, u, w) in TARGETS.items()},
+            "stages": stages, "template_rebuild_reused": reused,
+            "socket_vs_tcp": dict(vm_results, ratios={
+                "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
+                "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),
+                "valkey_GET": _ratio(vm_results.get("valkey_socket_GET_rps"), vm_results.get("valkey_tcp_GET_rps")),
+            }),
+        }
+        json_path = out_dir / f"{stamp}.json"
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / f"{stamp}.md").write_text(_markdown(report))
+        _chart(stages, out_dir / f"{stamp}-stages.png")
+        log.say(f"bench report: {json_path.with_suffix('.md')}")
+        return json_path
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

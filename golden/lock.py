@@ -1,0 +1,154 @@
+"""Lock files and the package cache.
+
+images/<name>.lock records the exact package versions of the image's last
+successful build, per mmdebstrap run: the root file system and each
+container image. A build pins every locked version (apt preferences, only
+while building) and then checks that what was installed is exactly the lock:
+a version the mirror and the package cache no longer have, or a package the
+lock does not list, is an error naming the package. The first build of an
+image writes its lock; `./inv lock --update` refreshes it.
+
+The .deb files mmdebstrap downloads are kept in $GOLDEN_CACHE/debs/<suite>/
+and handed to the next run, so a rebuild downloads nothing it already has.
+When the cache holds every locked version, the run needs no network at all:
+it installs from a local repository made of the cache (Packages and Release
+written next to hard links of the .deb files) instead of the mirror.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from golden.cache import cache_dir
+from golden.errors import GoldenError
+
+HEADER = ("# golden lock file: exact package versions of the last successful build.\n"
+          "# ./inv build installs exactly these; ./inv lock --update refreshes them.\n")
+PREFERENCES = "/etc/apt/preferences.d/golden-lock"
+
+
+class LockError(GoldenError):
+    pass
+
+
+def lock_path(spec) -> Path:
+    return Path(spec.path).with_suffix(".lock")
+
+
+def read_lock(path: Path) -> dict[str, dict[str, str]] | None:
+    """{section: {package: version}}, or None when there is no lock file."""
+    if not path.is_file():
+        return None
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        fields = line.split()
+        if current is None or len(fields) != 2:
+            raise LockError(f"{path.name}: line {number}: expected '[section]' or '<package> <version>'")
+        current[fields[0]] = fields[1]
+    return sections
+
+
+def write_lock(path: Path, sections: dict[str, dict[str, str]]) -> None:
+    text = HEADER + "".join(
+        f"\n[{name}]\n" + "".join(f"{pkg} {ver}\n" for pkg, ver in sorted(pkgs.items()))
+        for name, pkgs in sorted(sections.items()))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def debs_dir(suite: str) -> Path:
+    return cache_dir() / "debs" / suite
+
+
+FILE_MIRROR_HOOKS = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
+
+
+def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: Path) -> tuple[list[str], str]:
+    """Options for one mmdebstrap run, and the mirror to use: the package
+    cache in and out, the pins (apt preferences present only while building),
+    and the local repository of the cache when it holds every pinned version."""
+    debs = debs_dir(suite)
+    args = ["--skip=essential/unlink",
+            f'--setup-hook=mkdir -p {debs} "$1"/var/cache/apt/archives/',
+            f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+            f"--customize-hook=sync-out /var/cache/apt/archives {debs}"]
+    if pins:
+        prefs = work / "golden-lock.pref"
+        prefs.write_text("".join(f"Package: {p}\nPin: version {v}\nPin-Priority: 1001\n\n"
+                                 for p, v in sorted(pins.items())))
+        args += [f'--setup-hook=mkdir -p "$1"/etc/apt/preferences.d && cp {prefs} "$1"{PREFERENCES}',
+                 f'--customize-hook=rm -f "$1"{PREFERENCES}']
+        repo = local_repository(suite, pins)
+        if repo:
+            return args + [f"--hook-dir={FILE_MIRROR_HOOKS}"], f"deb [trusted=yes] file://{repo} ./"
+    return args, mirror
+
+
+def local_repository(suite: str, pins: dict[str, str]) -> Path | None:
+    """A flat apt repository of the package cache, if it has every pinned
+    version (else None: the mirror is needed)."""
+    debs = debs_dir(suite)
+    fields = {}
+    for deb in sorted(debs.glob("*.deb")) if debs.is_dir() else []:
+        proc = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True)
+        if proc.returncode == 0:  # a truncated .deb is skipped, never indexed
+            fields[deb] = proc.stdout.rstrip("\n")
+    have = {(_field(f, "Package"), _field(f, "Version")) for f in fields.values()}
+    if not set(pins.items()) <= have:
+        return None
+    repo = debs.with_name(f"{suite}-repo")
+    tmp = debs.with_name(f"{suite}-repo.tmp-{os.getpid()}")
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    tmp.mkdir(parents=True)
+    entries = []
+    for deb, control in fields.items():
+        os.link(deb, tmp / deb.name)
+        entries.append(f"{control}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\n"
+                       f"SHA256: {_sha256(deb)}\n")
+    packages = "\n".join(entries).encode()
+    (tmp / "Packages").write_bytes(packages)
+    # mmdebstrap picks the essential packages of the suite named here.
+    (tmp / "Release").write_text(f"Origin: golden\nLabel: golden package cache\nSuite: {suite}\nCodename: {suite}\n"
+                                 f"Architectures: amd64 all\nSHA256:\n {hashlib.sha256(packages).hexdigest()} "
+                                 f"{len(packages)} Packages\n")
+    subprocess.run(["rm", "-rf", str(repo)], check=True)
+    tmp.rename(repo)
+    return repo
+
+
+def _field(control: str, name: str) -> str:
+    return next((line.split(":", 1)[1].strip() for line in control.splitlines() if line.startswith(name + ":")), "")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_installed(installed: dict[str, str], pins: dict[str, str] | None, where: str) -> None:
+    """installed must be exactly the lock (where names lock file and section)."""
+    if pins is None:
+        return
+    problems = [f"{p} {v} is locked, but {installed[p]} was installed "
+                f"({v} is in neither the mirror nor the package cache)"
+                for p, v in sorted(pins.items()) if p in installed and installed[p] != v]
+    problems += [f"{p} {v} is locked, but was not installed" for p, v in sorted(pins.items())
+                 if p not in installed]
+    problems += [f"{p} {installed[p]} was installed, but the lock does not list it"
+                 for p in sorted(set(installed) - set(pins))]
+    if problems:
+        raise LockError(f"{where}: " + "; ".join(problems[:5])
+                        + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+                        + ". Run ./inv lock --update to take the mirror's current versions")

@@ -1,0 +1,66 @@
+"""A VM under plain QEMU (no libvirt): restricted user network, SSH forwarded
+from 127.0.0.1 only, serial console to a file. Used for fresh hosts and the
+benchmark's throwaway VMs."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+
+from golden.errors import GoldenError
+from golden.runner import BuildLog, stop_process_group
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class QemuVM:
+    def __init__(self, disks: list[str], serial: Path, accelerator: str, log: BuildLog,
+                 memory: int = 1024, cpus: int = 2):
+        """disks: QEMU -drive specs without if= (e.g. "file=x.qcow2,format=qcow2,snapshot=on")."""
+        self.disks, self.serial, self.accelerator, self.log = disks, serial, accelerator, log
+        self.memory, self.cpus = memory, cpus
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = ["qemu-system-x86_64", "-machine", f"q35,accel={self.accelerator}", "-cpu", "max",
+               "-m", str(self.memory), "-smp", str(self.cpus)]
+        for disk in self.disks:
+            cmd += ["-drive", f"{disk},if=virtio"]
+        cmd += ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+                "-device", "virtio-net-pci,netdev=net0", "-display", "none", "-serial", f"file:{self.serial}"]
+        self.log.write("$ " + " ".join(cmd))
+        with self.log.path.open("a") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def login(self, user: str, pkey: paramiko.PKey, timeout: float, step: float = 1) -> paramiko.SSHClient:
+        """Polls until user logs in with pkey; returns the connected client."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise GoldenError(f"QEMU exited with {self.proc.returncode}; see {self.log.path}")
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                client.connect("127.0.0.1", port=self.port, username=user, pkey=pkey, timeout=10,
+                               banner_timeout=10, auth_timeout=10, allow_agent=False, look_for_keys=False)
+                return client
+            except (paramiko.SSHException, OSError):
+                client.close()
+                if time.monotonic() > deadline:
+                    raise GoldenError(f"{user} could not log in by SSH within {timeout:.0f} s; "
+                                      f"serial console: {self.serial}") from None
+                time.sleep(step)
+
+    def stop(self) -> None:
+        """Stops QEMU by its process group; never raises."""
+        if self.proc:
+            stop_process_group(self.proc)

@@ -1,0 +1,112 @@
+"""Lock files and the package cache, with real mmdebstrap runs of a tiny
+container image (minbase, no extra packages)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from golden.containers import build_container_image, read_packages
+from golden.lock import LockError, check_installed, debs_dir, lock_path, read_lock, write_lock
+from golden.runner import BuildLog
+from golden.spec import ContainerImage, load_spec
+
+from conftest import REPO
+
+TINY = ContainerImage(name="tiny")
+
+
+def test_lock_round_trip_and_refuses_garbage(tmp_path):
+    path = tmp_path / "web.lock"
+    sections = {"rootfs": {"base-files": "13.8", "bash": "5.2.37-2+b5"}, "container probe": {"socat": "1.8.0.3-1"}}
+    write_lock(path, sections)
+    assert read_lock(path) == sections
+    assert path.read_text().startswith("# golden lock file")
+    assert read_lock(tmp_path / "missing.lock") is None
+    path.write_text("[rootfs]\nbase-files\n")
+    with pytest.raises(LockError, match="web.lock: line 2: expected"):
+        read_lock(path)
+
+
+def test_installed_must_be_exactly_the_lock():
+    pins = {"base-files": "13.8", "bash": "5.2.37-2"}
+    check_installed({"base-files": "13.8", "bash": "5.2.37-2"}, pins, "web.lock [rootfs]")
+    check_installed({"anything": "1"}, None, "web.lock [rootfs]")  # no lock yet: anything goes
+    with pytest.raises(LockError) as err:
+        check_installed({"base-files": "13.9", "curl": "8.14"}, pins, "web.lock [rootfs]")
+    message = str(err.value)
+    assert message.startswith("web.lock [rootfs]: base-files 13.8 is locked, but 13.9 was installed")
+    assert "bash 5.2.37-2 is locked, but was not installed" in message
+    assert "curl 8.14 was installed, but the lock does not list it" in message
+    assert message.endswith("Run ./inv lock --update to take the mirror's current versions")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A first, unpinned build of the tiny image, with its own package cache."""
+    tmp = tmp_path_factory.mktemp("lock")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLDEN_CACHE", str(tmp / "cache"))
+        (tmp / "images").mkdir()
+        (tmp / "images" / "web.yaml").write_text("name: web\nhostname: web\nbase: {suite: trixie}\n")
+        spec = load_spec(tmp / "images" / "web.yaml")
+        (tmp / "first").mkdir()
+        build_container_image(spec, TINY, tmp / "first", BuildLog(tmp / "build.log", echo=open("/dev/null", "w")))
+        yield spec, read_packages(tmp / "first", TINY), tmp
+
+
+def test_pinned_rebuild_installs_the_same_versions_from_the_package_cache(built, tmp_path, monkeypatch):
+    spec, first, tmp = built
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp / "cache"))
+    assert "base-files" in first and "dpkg" in first
+    debs = sorted(p.name for p in debs_dir("trixie").glob("*.deb"))
+    assert any(name.startswith("base-files_") for name in debs)  # kept for the next run
+
+    write_lock(lock_path(spec), {"container tiny": first})
+    (tmp_path / "second").mkdir()
+    # The pinned rebuild runs with no network at all: everything comes from the package cache.
+    code = ("import sys; from pathlib import Path; from golden.containers import build_container_image; "
+            "from golden.lock import lock_path, read_lock; from golden.runner import BuildLog; "
+            "from golden.spec import ContainerImage, load_spec; "
+            f"spec = load_spec(Path({spec.path!r})); "
+            f"build_container_image(spec, ContainerImage(name='tiny'), Path({str(tmp_path / 'second')!r}), "
+            f"BuildLog(Path({str(tmp_path / 'build.log')!r})), read_lock(lock_path(spec))['container tiny'])")
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, GOLDEN_CACHE=str(tmp / "cache")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "build.log").read_text()[-3000:]
+    assert "installing offline" in proc.stdout
+    assert read_packages(tmp_path / "second", TINY) == first
+    assert sorted(p.name for p in debs_dir("trixie").glob("*.deb")) == debs  # nothing new downloaded
+
+
+def test_a_version_that_no_longer_exists_is_named(built, tmp_path, monkeypatch):
+    spec, first, tmp = built
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp / "cache"))
+    pins = dict(first, **{"base-files": "1.0-gone"})
+    (tmp_path / "second").mkdir()
+    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
+    with pytest.raises(LockError, match=r"web.lock \[container tiny\]: base-files 1.0-gone is locked, but "
+                                        r"\S+ was installed \(1.0-gone is in neither the mirror nor the package cache\)"):
+        build_container_image(spec, TINY, tmp_path / "second", log, pins)
+
+
+def test_first_build_writes_the_lock_and_files_its_entries_under_pinned_keys(write_spec, tmp_path, monkeypatch):
+    from golden.build import _adopt_lock, stage_keys
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    spec = load_spec(write_spec("web", "name: web\nhostname: web\nbase: {suite: trixie}\n"
+                                "container_images: [{name: tiny}]\n"))
+    unpinned = stage_keys(spec)
+    for kind, key in (("rootfs", unpinned["rootfs"]), ("disk", unpinned["disk"]),
+                      ("container", unpinned["container"]["tiny"])):
+        entry = tmp_path / "cache" / kind / key
+        entry.mkdir(parents=True)
+        (entry / "data").write_text(kind)
+    sections = {"rootfs": {"base-files": "13.8"}, "container tiny": {"dash": "0.5.12-12"}}
+    _adopt_lock(spec, sections, BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w")))
+    assert read_lock(lock_path(spec)) == sections
+    pinned = stage_keys(spec, sections)
+    assert pinned["rootfs"] != unpinned["rootfs"] and pinned["disk"] != unpinned["disk"]
+    for kind, old, new in (("rootfs", unpinned["rootfs"], pinned["rootfs"]), ("disk", unpinned["disk"], pinned["disk"]),
+                           ("container", unpinned["container"]["tiny"], pinned["container"]["tiny"])):
+        a, b = tmp_path / "cache" / kind / old / "data", tmp_path / "cache" / kind / new / "data"
+        assert b.read_text() == kind and a.stat().st_ino == b.stat().st_ino  # hard links, no copy
