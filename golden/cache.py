@@ -15,15 +15,14 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from golden.paths import REPO
+
 
 def cache_dir() -> Path:
     if os.environ.get("GOLDEN_CACHE"):
         return Path(os.environ["GOLDEN_CACHE"])
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "golden"
-
-
-from golden.paths import REPO
 
 
 def hash_files(paths: list[Path]) -> str:
@@ -43,7 +42,7 @@ def stage_key(**inputs) -> str:
 SUMS = ".sha256sums"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -53,7 +52,7 @@ def _sha256(path: Path) -> str:
 
 def _entry_sums(entry: Path) -> str:
     files = sorted(p for p in entry.rglob("*") if p.is_file() and p.name != SUMS)
-    return "".join(f"{_sha256(p)}  {p.relative_to(entry)}\n" for p in files)
+    return "".join(f"{sha256_file(p)}  {p.relative_to(entry)}\n" for p in files)
 
 
 def entry_is_intact(entry: Path) -> bool:

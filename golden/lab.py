@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,12 +29,12 @@ from golden.libvirt import (LibvirtSession, daemon_answers, delete_volumes, star
 from golden.paths import REPO
 from golden.repository import open_repository
 from golden.runner import BuildLog
+from golden.spec import NAME_RE
 
 VAGRANT_DIR = REPO / "vagrant"
 LAB_FILE = VAGRANT_DIR / "lab.yaml"
 STATE_DIR = REPO / ".lab"
 NETNS = "golden-lab"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class LabError(GoldenError):

@@ -21,7 +21,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from golden.cache import cache_dir
+from golden.cache import cache_dir, sha256_file
 from golden.errors import GoldenError
 
 HEADER = ("# golden lock file: exact package versions of the last successful build.\n"
@@ -113,7 +113,7 @@ def local_repository(suite: str, pins: dict[str, str]) -> Path | None:
     for deb, control in fields.items():
         os.link(deb, tmp / deb.name)
         entries.append(f"{control}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\n"
-                       f"SHA256: {_sha256(deb)}\n")
+                       f"SHA256: {sha256_file(deb)}\n")
     packages = "\n".join(entries).encode()
     (tmp / "Packages").write_bytes(packages)
     # mmdebstrap picks the essential packages of the suite named here.
@@ -129,12 +129,6 @@ def _field(control: str, name: str) -> str:
     return next((line.split(":", 1)[1].strip() for line in control.splitlines() if line.startswith(name + ":")), "")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_installed(installed: dict[str, str], pins: dict[str, str] | None, where: str) -> None:

@@ -10,13 +10,13 @@ the libvirt driver by probing the host at `vagrant up` time.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
 import tarfile
 from pathlib import Path
 
+from golden.cache import sha256_file
 from golden.disk import SECTOR, partition_table
 from golden.errors import GoldenError
 from golden.runner import BuildLog, capture
@@ -93,12 +93,6 @@ def make_box(qcow2: Path, virtual_size_bytes: int, dest: Path) -> None:
         tar.add(qcow2, arcname="box.img")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe_files(paths: list[Path]) -> list[dict]:

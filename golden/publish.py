@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from golden.cache import sha256_file
 from golden.catalog import CATALOG, box_file, new_catalog, version_key, with_version
 from golden.errors import GoldenError
 from golden.manifest import read_manifest
-from golden.package import sha256_file
 from golden.repository import open_repository
 
 SIGNATURE_NAMESPACE = "file"
