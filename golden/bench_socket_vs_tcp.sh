@@ -8,6 +8,7 @@
 # Prints "<measure> <value>" lines.
 set -eu
 SECONDS_EACH=${SECONDS_EACH:-15}
+systemctl is-system-running --wait >/dev/null || true  # first boot: credentials made, services up
 pgbench=/usr/lib/postgresql/17/bin/pgbench
 conf=/etc/postgresql/17/main
 
