@@ -156,7 +156,7 @@ def lock(c, update=False, image=None):
 
 @task(help={"image": "image to measure (default: infra)"})
 def bench(c, image="infra"):
-    """Measure build speed, size and Unix socket vs TCP; report in artifacts/bench/ (about 25 min)."""
+    """Measure build speed, size and Unix socket vs TCP; report in artifacts/bench/ (about 15 min)."""
     from golden.bench import run_bench
     from golden.build import ARTIFACTS
     from golden.spec import select_specs

@@ -155,7 +155,7 @@ def _markdown(report: dict) -> str:
                        ("valkey-benchmark GET req/s", "valkey_{}_GET_rps")):
         sock, tcp = s.get(key.format("socket")), s.get(key.format("tcp"))
         lines.append(f"| {label} | {sock} | {tcp} | {_ratio(sock, tcp)} |")
-    lines += ["", "Reproduce: `./inv bench` (about 25 minutes on 2 cores under TCG).", ""]
+    lines += ["", "Reproduce: `./inv bench` (about 15 minutes on 2 cores under TCG).", ""]
     return "\n".join(lines)
 
 

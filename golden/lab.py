@@ -112,6 +112,10 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
     STATE_DIR.mkdir(exist_ok=True)
     log = BuildLog(STATE_DIR / "lab.log", echo=echo)
     state = _read_state()
+    if state and state["netns"] and not daemon_answers(LibvirtSession(state["netns"])):
+        log.say("libvirt: the lab's daemon is gone (a reboot?); starting it again")
+        stop_private_libvirt(state["netns"], state["pids"])
+        state = None
     if state is None:
         if daemon_answers():
             state = {"netns": None, "pids": {}}
