@@ -30,3 +30,27 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path, write_spec, m
     assert find_artifact(load_spec(path), artifacts) is None
     cache_rootfs = tmp_path / "cache" / "rootfs"
     assert not cache_rootfs.exists() or list(cache_rootfs.iterdir()) == []
+
+
+def test_unchanged_spec_reuses_its_artifact_and_starts_nothing(tmp_path, write_spec, monkeypatch):
+    """A second build of an unchanged spec: `up to date`, no stage, no VM, no new
+    version. Any change to what the artifact was built from (here the spec)
+    makes it stale."""
+    import io
+    import json
+    from golden.build import build_key
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    path = write_spec("web")
+    spec = load_spec(path)
+    built = tmp_path / "artifacts" / "web" / "20261122.100000"
+    built.mkdir(parents=True)
+    (built / "manifest.json").write_text(json.dumps({"name": "web", "build_key": build_key(spec)}))
+    (built.parent / "latest").symlink_to(built.name)
+    out = io.StringIO()
+    assert build_image(spec, artifacts=tmp_path / "artifacts", echo=out) == built
+    assert out.getvalue().startswith("web: up to date: ")
+    assert sorted(p.name for p in built.parent.iterdir()) == ["20261122.100000", "latest"]
+    assert not (tmp_path / "cache").exists()  # no stage looked at the cache
+
+    path.write_text(path.read_text().replace("size: 2G", "size: 3G"))
+    assert find_artifact(load_spec(path), tmp_path / "artifacts") is None
