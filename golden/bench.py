@@ -110,6 +110,43 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
     return results
 
 
+def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log: BuildLog) -> int:
+    """Size of the image's rootfs tar built without the dpkg path-excludes
+    (pinned, from the bench's package cache): what the excludes save."""
+    from golden import lock, rootfs
+    from golden.spec import load_spec
+    spec = load_spec(repo / "images" / f"{image}.yaml")
+    pins = (lock.read_lock(lock.lock_path(spec)) or {}).get("rootfs")
+    out = work / "rootfs-with-docs"
+    out.mkdir()
+    saved, os.environ["GOLDEN_CACHE"] = os.environ.get("GOLDEN_CACHE"), str(cache)
+    try:
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, out)
+        log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirror, dpkg_options=[]))
+    finally:
+        if saved is None:
+            os.environ.pop("GOLDEN_CACHE")
+        else:
+            os.environ["GOLDEN_CACHE"] = saved
+    size = (out / "rootfs.tar").stat().st_size
+    shutil.rmtree(out)
+    return size
+
+
+def size_steps(sizes: dict, without_excludes: int) -> list[tuple[str, float, float | None]]:
+    """(step, MB after it, MB it saved)."""
+    def mb(size: int) -> float:
+        return round(size / 1e6, 1)
+    return [
+        ("rootfs tar, everything installed", mb(without_excludes), None),
+        ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", mb(sizes["rootfs_tar"]),
+         mb(without_excludes - sizes["rootfs_tar"])),
+        ("sealed disk after provisioning, apt clean and fstrim (qcow2)", mb(sizes["sealed_qcow2"]), None),
+        ("qcow2, zstd-compressed", mb(sizes["qcow2"]), mb(sizes["sealed_qcow2"] - sizes["qcow2"])),
+        ("box (compressed disk plus Vagrant's login)", mb(sizes["box"]), None),
+    ]
+
+
 def _ratio(a, b):
     return round(a / b, 2) if a and b else None
 
@@ -155,6 +192,10 @@ def _markdown(report: dict) -> str:
                        ("valkey-benchmark GET req/s", "valkey_{}_GET_rps")):
         sock, tcp = s.get(key.format("socket")), s.get(key.format("tcp"))
         lines.append(f"| {label} | {sock} | {tcp} | {_ratio(sock, tcp)} |")
+    if report.get("size_steps"):
+        lines += ["", "## Where the size goes", "", "| step | MB | saved MB |", "| --- | --- | --- |"]
+        lines += [f"| {step} | {size} | {saved if saved is not None else ''} |"
+                  for step, size, saved in report["size_steps"]]
     lines += ["", "Reproduce: `./inv bench` (about 15 minutes on 2 cores under TCG).", ""]
     return "\n".join(lines)
 
@@ -196,6 +237,8 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         box = next(second.glob("*.libvirt.box"))
         figures["box_mb"] = round(box.stat().st_size / 1e6, 1)
         figures["qcow2_mb"] = round(next(second.glob("*.qcow2")).stat().st_size / 1e6, 1)
+        with log.stage("rootfs without dpkg path-excludes (size comparison)"):
+            without_excludes = rootfs_without_excludes(repo, image, work / "cache", work, log)
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
@@ -207,6 +250,7 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
             "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None
                             and figures[k] <= t} for k, (t, u, w) in TARGETS.items()},
             "stages": stages, "template_rebuild_reused": reused,
+            "size_steps": size_steps(read_manifest(first / "manifest.json")["sizes"], without_excludes),
             "socket_vs_tcp": dict(vm_results, ratios={
                 "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
                 "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),

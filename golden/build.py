@@ -232,6 +232,10 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         files = package.describe_files([qcow2, box])
         package.write_sha256sums(files, out / "SHA256SUMS")
         facts = json.loads((work / "facts.json").read_text())
+        # What each size step leaves (./inv bench reports the savings).
+        sizes = {"rootfs_tar": (rootfs_dir / "rootfs.tar").stat().st_size,
+                 "sealed_qcow2": sealed.stat().st_size, "qcow2": qcow2.stat().st_size,
+                 "box": box.stat().st_size}
         shutil.rmtree(work)
 
     return {
@@ -246,6 +250,7 @@ def _run_stages(spec: ImageSpec, version: str, accelerator: str, out: Path, log:
         "packages": rootfs.read_packages(rootfs_dir),
         "container_packages": container_packages,
         "files": files,
+        "sizes": sizes,
         "stages": dict(log.stage_seconds),
         "accelerator": accelerator,
         "facts": facts,

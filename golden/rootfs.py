@@ -34,11 +34,12 @@ def all_packages(spec: ImageSpec) -> list[str]:
 
 
 def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path,
-                       package_args: list[str] = (), mirror: str = "") -> list[str]:
+                       package_args: list[str] = (), mirror: str = "",
+                       dpkg_options: list[str] = DPKG_OPTIONS) -> list[str]:
     cmd = ["mmdebstrap", f"--variant={spec.base.variant}",
            f"--components={','.join(spec.base.components)}",
            f"--include={','.join(all_packages(spec))}"]
-    cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
+    cmd += [f"--dpkgopt={opt}" for opt in dpkg_options]
     cmd += list(package_args)
     cmd += [
         f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}',

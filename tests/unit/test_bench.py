@@ -2,7 +2,7 @@
 the guest script it runs (the measurements themselves run in ./inv bench)."""
 import subprocess
 
-from golden.bench import TARGETS, _chart, _markdown
+from golden.bench import TARGETS, _chart, _markdown, size_steps
 
 from conftest import REPO
 
@@ -44,3 +44,13 @@ def test_chart_is_a_png_with_a_bar_per_stage(tmp_path):
 
 def test_guest_script_is_valid_shell():
     assert subprocess.run(["sh", "-n", str(REPO / "golden" / "bench_socket_vs_tcp.sh")]).returncode == 0
+
+
+def test_size_steps_show_what_each_step_saves():
+    steps = size_steps({"rootfs_tar": 900_000_000, "sealed_qcow2": 1_100_000_000, "qcow2": 500_000_000,
+                        "box": 510_000_000}, without_excludes=985_000_000)
+    assert steps[1] == ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", 900.0, 85.0)
+    assert steps[3] == ("qcow2, zstd-compressed", 500.0, 600.0)
+    md = _markdown(dict(REPORT, size_steps=steps))
+    assert "| qcow2, zstd-compressed | 500.0 | 600.0 |" in md
+    assert "| rootfs tar, everything installed | 985.0 |  |" in md
