@@ -63,14 +63,15 @@ def new_version(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d.%H%M%S")
 
 
-def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, echo=sys.stdout) -> list[Path]:
+def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, echo=sys.stdout,
+                 artifacts: Path = ARTIFACTS) -> list[Path]:
     """Builds specs, up to `jobs` at once. Stages they share (same cache key)
     are built once: the others wait for it and reuse it."""
     if jobs <= 1 or len(specs) <= 1:
-        return [build_image(spec, force=force, echo=echo) for spec in specs]
+        return [build_image(spec, artifacts, force=force, echo=echo) for spec in specs]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {spec.name: pool.submit(build_image, spec, force=force, echo=echo, label=f"{spec.name}: ")
-                   for spec in specs}
+        futures = {spec.name: pool.submit(build_image, spec, artifacts, force=force, echo=echo,
+                                          label=f"{spec.name}: ") for spec in specs}
         try:
             wait(futures.values())
         except BaseException:  # interrupted: stop every tool of every build, then let them fail

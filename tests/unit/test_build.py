@@ -54,3 +54,22 @@ def test_unchanged_spec_reuses_its_artifact_and_starts_nothing(tmp_path, write_s
 
     path.write_text(path.read_text().replace("size: 2G", "size: 3G"))
     assert find_artifact(load_spec(path), tmp_path / "artifacts") is None
+
+
+def test_parallel_builds_report_every_failure_and_keep_each_log(tmp_path, write_spec, monkeypatch):
+    """./inv build --all -j 2 with two specs whose (real) mmdebstrap fails:
+    both builds ran, both failures are named, each kept its own log."""
+    import io
+    from golden.build import build_images
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GOLDEN_ACCEL", "tcg")
+    specs = [load_spec(write_spec(name, f"name: {name}\nhostname: {name}\n"
+                                  f"base: {{suite: trixie, mirror: 'file://{tmp_path}/no-mirror-{name}'}}\n"))
+             for name in ("one", "two")]
+    out = io.StringIO()
+    with pytest.raises(GoldenError, match=r"^build failed: one, two: mmdebstrap failed .*; mmdebstrap failed"):
+        build_images(specs, jobs=2, echo=out, artifacts=tmp_path / "artifacts")
+    assert "one: ==> rootfs" in out.getvalue() and "two: ==> rootfs" in out.getvalue()  # lines name their image
+    for name in ("one", "two"):
+        (partial,) = (tmp_path / "artifacts" / name).iterdir()
+        assert partial.name.endswith(".partial") and f"no-mirror-{name}" in (partial / "build.log").read_text()
