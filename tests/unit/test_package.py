@@ -113,12 +113,18 @@ def _debugfs(disk_qcow2, tmp_path, request: str) -> str:
     return subprocess.run(["debugfs", "-R", request, device], capture_output=True, text=True).stdout
 
 
-def test_box_disk_adds_vagrant_login_offline_and_the_qcow2_has_none(tmp_path):
+def _sealed_disk(tmp_path, with_login: bool):
+    """A tiny disk as provisioning leaves it, Vagrant's public key, a log."""
     log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
     sealed = tmp_path / "sealed.qcow2"
-    make_disk(_rootfs_tar(tmp_path, with_login=False), 64 << 20, "0c0ffee0-0000-4000-8000-000000000001", sealed, log)
+    make_disk(_rootfs_tar(tmp_path, with_login), 64 << 20, "0c0ffee0-0000-4000-8000-000000000001", sealed, log)
     pubkey = tmp_path / "vagrant.pub"
     pubkey.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant\n")
+    return sealed, pubkey, log
+
+
+def test_box_disk_adds_vagrant_login_offline_and_the_qcow2_has_none(tmp_path):
+    sealed, pubkey, log = _sealed_disk(tmp_path, with_login=False)
     box_disk = tmp_path / "box.img"
     make_box_disk(sealed, pubkey, box_disk, log)
 
@@ -136,12 +142,8 @@ def test_box_disk_adds_vagrant_login_offline_and_the_qcow2_has_none(tmp_path):
 
 
 def test_box_disk_refuses_when_the_login_cannot_be_written(tmp_path):
-    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
-    sealed = tmp_path / "sealed.qcow2"
     # Not sealed: a sudo rule is already there, so debugfs cannot write ours.
-    make_disk(_rootfs_tar(tmp_path, with_login=True), 64 << 20, "0c0ffee0-0000-4000-8000-000000000002", sealed, log)
-    pubkey = tmp_path / "vagrant.pub"
-    pubkey.write_text("ssh-ed25519 AAAA vagrant\n")
+    sealed, pubkey, log = _sealed_disk(tmp_path, with_login=True)
     with pytest.raises(GoldenError, match="box disk: writing /etc/sudoers.d/vagrant into the image failed"):
         make_box_disk(sealed, pubkey, tmp_path / "box.img", log)
     assert not (tmp_path / "box.img").exists()
