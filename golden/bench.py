@@ -121,7 +121,7 @@ def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log
     out.mkdir()
     saved, os.environ["GOLDEN_CACHE"] = os.environ.get("GOLDEN_CACHE"), str(cache)
     try:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, out)
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, out, rootfs.all_packages(spec))
         log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirror, dpkg_options=[]))
     finally:
         if saved is None:

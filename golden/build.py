@@ -128,8 +128,8 @@ def stage_keys(spec: ImageSpec, locked: dict | None = None) -> dict:
     rootfs_key = stage_key(base=spec.base, packages=rootfs.all_packages(spec), tool=mmdebstrap_version,
                            pins=locked.get("rootfs"),
                            code=hash_files([Path(rootfs.__file__), rootfs.CUSTOMIZE_HOOK, public_key,
-                                            Path(lock.__file__)]))
-    container_code = hash_files([Path(containers.__file__), Path(lock.__file__),
+                                            Path(lock.__file__), lock.MARK_AUTO_HOOK]))
+    container_code = hash_files([Path(containers.__file__), Path(lock.__file__), lock.MARK_AUTO_HOOK,
                                  *containers.CONTAINER_FILES.iterdir()])
     return {
         "rootfs": rootfs_key,
@@ -145,7 +145,9 @@ def _adopt_lock(spec: ImageSpec, sections: dict, log: BuildLog) -> None:
     cache entries under the pinned keys too: a pinned build installs the
     same, so the next build reuses them."""
     unpinned = stage_keys(spec)
-    lock.write_lock(lock.lock_path(spec), sections)
+    requested = {"rootfs": set(rootfs.all_packages(spec)),
+                 **{containers.lock_section(image): set(image.packages) for image in spec.container_images}}
+    lock.write_lock(lock.lock_path(spec), sections, requested)
     pinned = stage_keys(spec, sections)
     for kind in ("rootfs", "disk"):
         alias(kind, unpinned[kind], pinned[kind])

@@ -44,8 +44,10 @@ def lock_section(image: ContainerImage) -> str:
 
 def build_container_image(spec: ImageSpec, image: ContainerImage, out_dir: Path, log: BuildLog,
                           pins: dict[str, str] | None = None) -> None:
+    if pins is not None:
+        lock.check_requested(lock.lock_path(spec), lock_section(image), image.packages)
     with tempfile.TemporaryDirectory(prefix="golden-container-") as work:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work))
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work), image.packages)
         if mirror != spec.base.mirror:
             log.say("    container: the package cache has every locked version: installing offline")
         log.run(mmdebstrap_command(spec, image, out_dir / f"{image.name}.tar", args, mirror))

@@ -8,6 +8,14 @@ a version the mirror and the package cache no longer have, or a package the
 lock does not list, is an error naming the package. The first build of an
 image writes its lock; `./inv lock --update` refreshes it.
 
+A pinned run names every locked package, not only those the spec asks for:
+apt alone may satisfy a virtual package or an alternative with another
+provider when its index lists packages in another order (the mirror's and
+the package cache's do), and the lock would not hold. What the spec did not
+ask for is then marked automatically installed, as an unpinned run leaves
+it. The lock flags the packages the spec asked for (`requested`), so a
+package added to or removed from the spec is named before anything runs.
+
 The .deb files mmdebstrap downloads are kept in $GOLDEN_CACHE/debs/<suite>/
 and handed to the next run, so a rebuild downloads nothing it already has.
 When the cache holds every locked version, the run needs no network at all:
@@ -27,6 +35,8 @@ from golden.errors import GoldenError
 HEADER = ("# golden lock file: exact package versions of the last successful build.\n"
           "# ./inv build installs exactly these; ./inv lock --update refreshes them.\n")
 PREFERENCES = "/etc/apt/preferences.d/golden-lock"
+MARK_AUTO_HOOK = Path(__file__).with_name("lock_mark_auto.sh")
+REQUESTED = "requested"
 
 
 class LockError(GoldenError):
@@ -50,15 +60,30 @@ def read_lock(path: Path) -> dict[str, dict[str, str]] | None:
             current = sections.setdefault(line[1:-1], {})
             continue
         fields = line.split()
-        if current is None or len(fields) != 2:
-            raise LockError(f"{path.name}: line {number}: expected '[section]' or '<package> <version>'")
+        if current is None or len(fields) not in (2, 3) or fields[2:] not in ([], [REQUESTED]):
+            raise LockError(f"{path.name}: line {number}: expected '[section]' or '<package> <version> [{REQUESTED}]'")
         current[fields[0]] = fields[1]
     return sections
 
 
-def write_lock(path: Path, sections: dict[str, dict[str, str]]) -> None:
+def read_requested(path: Path) -> dict[str, set[str]]:
+    """{section: the packages the spec asked for when the lock was made}."""
+    sections: dict[str, set[str]] = {}
+    current = None
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], set())
+        elif current is not None and line.split()[2:] == [REQUESTED]:
+            current.add(line.split()[0])
+    return sections
+
+
+def write_lock(path: Path, sections: dict[str, dict[str, str]],
+               requested: dict[str, set[str]] | None = None) -> None:
+    requested = requested or {}
     text = HEADER + "".join(
-        f"\n[{name}]\n" + "".join(f"{pkg} {ver}\n" for pkg, ver in sorted(pkgs.items()))
+        f"\n[{name}]\n" + "".join(f"{pkg} {ver}{' ' + REQUESTED if pkg in requested.get(name, ()) else ''}\n"
+                                  for pkg, ver in sorted(pkgs.items()))
         for name, pkgs in sorted(sections.items()))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -72,10 +97,13 @@ def debs_dir(suite: str) -> Path:
 FILE_MIRROR_HOOKS = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
 
 
-def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: Path) -> tuple[list[str], str]:
+def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: Path,
+                    requested: list[str] = ()) -> tuple[list[str], str]:
     """Options for one mmdebstrap run, and the mirror to use: the package
-    cache in and out, the pins (apt preferences present only while building),
-    and the local repository of the cache when it holds every pinned version."""
+    cache in and out, the pins (apt preferences present only while building;
+    every locked package named, those not in requested then marked
+    automatically installed), and the local repository of the cache when it
+    holds every pinned version."""
     debs = debs_dir(suite)
     args = ["--skip=essential/unlink",
             f'--setup-hook=mkdir -p {debs} "$1"/var/cache/apt/archives/',
@@ -85,7 +113,11 @@ def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: 
         prefs = work / "golden-lock.pref"
         prefs.write_text("".join(f"Package: {p}\nPin: version {v}\nPin-Priority: 1001\n\n"
                                  for p, v in sorted(pins.items())))
+        (work / "requested.txt").write_text("".join(f"{p}\n" for p in sorted({*requested, "apt"})))
         args += [f'--setup-hook=mkdir -p "$1"/etc/apt/preferences.d && cp {prefs} "$1"{PREFERENCES}',
+                 f"--include={','.join(sorted(pins))}",
+                 f"--essential-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\n' > {work}/essential.txt",
+                 f'--customize-hook=sh {MARK_AUTO_HOOK} "$1" {work}',
                  f'--customize-hook=rm -f "$1"{PREFERENCES}']
         repo = local_repository(suite, pins)
         if repo:
@@ -129,6 +161,18 @@ def _field(control: str, name: str) -> str:
     return next((line.split(":", 1)[1].strip() for line in control.splitlines() if line.startswith(name + ":")), "")
 
 
+
+
+def check_requested(path: Path, section: str, requested: list[str]) -> None:
+    """The spec must ask for what it asked for when the lock was made (a
+    locked run would otherwise keep a package the spec dropped)."""
+    locked = (read_lock(path) or {}).get(section, {})
+    was = read_requested(path).get(section, set())
+    problems = [f"{p} is in the spec, but not in the lock" for p in sorted(set(requested) - set(locked))]
+    problems += [f"{p} was in the spec when the lock was made, but is no longer" for p in sorted(was - set(requested))]
+    if problems:
+        raise LockError(f"{path.name} [{section}]: " + "; ".join(problems)
+                        + ". Run ./inv lock --update to resolve the spec's packages again")
 
 
 def check_installed(installed: dict[str, str], pins: dict[str, str] | None, where: str) -> None:

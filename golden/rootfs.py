@@ -55,8 +55,10 @@ def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildL
                  pins: dict[str, str] | None = None) -> None:
     """pins: the lock's versions (None: the mirror's current ones)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if pins is not None:
+        lock.check_requested(lock.lock_path(spec), "rootfs", all_packages(spec))
     with tempfile.TemporaryDirectory(prefix="golden-rootfs-") as work:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work))
+        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work), all_packages(spec))
         if mirror != spec.base.mirror:
             log.say("    rootfs: the package cache has every locked version: installing offline")
         log.run(mmdebstrap_command(spec, out_dir, login_pubkey, args, mirror))

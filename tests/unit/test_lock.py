@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from golden.containers import build_container_image, read_packages
-from golden.lock import LockError, check_installed, debs_dir, lock_path, read_lock, write_lock
+from golden.lock import (LockError, check_installed, check_requested, debs_dir, lock_path, read_lock, read_requested,
+                         write_lock)
 from golden.runner import BuildLog
 from golden.spec import ContainerImage, load_spec
 
@@ -19,13 +20,28 @@ TINY = ContainerImage(name="tiny")
 def test_lock_round_trip_and_refuses_garbage(tmp_path):
     path = tmp_path / "web.lock"
     sections = {"rootfs": {"base-files": "13.8", "bash": "5.2.37-2+b5"}, "container probe": {"socat": "1.8.0.3-1"}}
-    write_lock(path, sections)
+    write_lock(path, sections, {"rootfs": {"bash"}, "container probe": {"socat"}})
     assert read_lock(path) == sections
+    assert read_requested(path) == {"rootfs": {"bash"}, "container probe": {"socat"}}
+    assert "\nbash 5.2.37-2+b5 requested\n" in path.read_text()
     assert path.read_text().startswith("# golden lock file")
     assert read_lock(tmp_path / "missing.lock") is None
-    path.write_text("[rootfs]\nbase-files\n")
-    with pytest.raises(LockError, match="web.lock: line 2: expected"):
-        read_lock(path)
+    for garbage in ("[rootfs]\nbase-files\n", "[rootfs]\nbase-files 13.8 wanted\n"):
+        path.write_text(garbage)
+        with pytest.raises(LockError, match="web.lock: line 2: expected"):
+            read_lock(path)
+
+
+def test_a_spec_that_changed_since_the_lock_is_named_before_anything_runs(tmp_path):
+    path = tmp_path / "web.lock"
+    write_lock(path, {"rootfs": {"bash": "5.2", "curl": "8.14", "libcurl4t64": "8.14"}}, {"rootfs": {"bash", "curl"}})
+    check_requested(path, "rootfs", ["bash", "curl"])
+    check_requested(path, "rootfs", ["bash", "curl", "libcurl4t64"])  # a locked dependency may become requested
+    with pytest.raises(LockError) as err:
+        check_requested(path, "rootfs", ["bash", "socat"])
+    assert str(err.value) == ("web.lock [rootfs]: socat is in the spec, but not in the lock; curl was in the spec when "
+                              "the lock was made, but is no longer. Run ./inv lock --update to resolve the spec's "
+                              "packages again")
 
 
 def test_installed_must_be_exactly_the_lock():
@@ -110,3 +126,52 @@ def test_first_build_writes_the_lock_and_files_its_entries_under_pinned_keys(wri
                            ("container", unpinned["container"]["tiny"], pinned["container"]["tiny"])):
         a, b = tmp_path / "cache" / kind / old / "data", tmp_path / "cache" / kind / new / "data"
         assert b.read_text() == kind and a.stat().st_ino == b.stat().st_ino  # hard links, no copy
+
+
+def test_the_lock_holds_where_apt_alone_would_pick_another_provider(tmp_path, monkeypatch):
+    """golang-github-containers-common needs the virtual container-network-stack.
+    Asked for alone, apt takes containernetworking-plugins (and iptables); a
+    lock made where netavark was taken must still give netavark, online and
+    from the package cache, with netavark marked automatically installed."""
+    import tarfile
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "net.yaml").write_text("name: net\nhostname: net\nbase: {suite: trixie}\n")
+    spec = load_spec(tmp_path / "images" / "net.yaml")
+    image = ContainerImage(name="net", packages=["golang-github-containers-common"])
+    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"))
+    # The lock of a run where netavark was asked for too, as if apt had chosen it.
+    with_netavark = ContainerImage(name="net", packages=["golang-github-containers-common", "netavark"])
+    (tmp_path / "resolved").mkdir()
+    build_container_image(spec, with_netavark, tmp_path / "resolved", log)
+    locked = read_packages(tmp_path / "resolved", with_netavark)
+    assert "netavark" in locked and "containernetworking-plugins" not in locked
+    write_lock(lock_path(spec), {"container net": locked}, {"container net": {"golang-github-containers-common"}})
+
+    def auto_installed(out) -> set[str]:
+        with tarfile.open(out / "net.tar") as tar:
+            states = tar.extractfile("./var/lib/apt/extended_states").read().decode()
+        return {block.split("\n")[0].split(": ")[1] for block in states.split("\n\n")
+                if "Auto-Installed: 1" in block}
+
+    (tmp_path / "online").mkdir()
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "empty-cache"))  # so from the mirror
+    build_container_image(spec, image, tmp_path / "online", log, locked)  # raises unless exactly the lock
+    assert "installing offline" not in (tmp_path / "build.log").read_text()
+    assert read_packages(tmp_path / "online", image) == locked
+    assert "netavark" in auto_installed(tmp_path / "online")
+    assert "golang-github-containers-common" not in auto_installed(tmp_path / "online")
+
+    (tmp_path / "offline").mkdir()
+    code = ("from pathlib import Path; from golden.containers import build_container_image; "
+            "from golden.lock import lock_path, read_lock; from golden.runner import BuildLog; "
+            "from golden.spec import ContainerImage, load_spec; "
+            f"spec = load_spec(Path({str(spec.path)!r})); "
+            "build_container_image(spec, ContainerImage(name='net', packages=['golang-github-containers-common']), "
+            f"Path({str(tmp_path / 'offline')!r}), BuildLog(Path({str(tmp_path / 'offline.log')!r})), "
+            "read_lock(lock_path(spec))['container net'])")
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, GOLDEN_CACHE=str(tmp_path / "cache")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "offline.log").read_text()[-3000:]
+    assert "installing offline" in proc.stdout
+    assert read_packages(tmp_path / "offline", image) == locked
