@@ -11,7 +11,9 @@ image writes its lock; `./inv lock --update` refreshes it.
 A pinned run names every locked package, not only those the spec asks for:
 apt alone may satisfy a virtual package or an alternative with another
 provider when its index lists packages in another order (the mirror's and
-the package cache's do), and the lock would not hold. What the spec did not
+the package cache's do), and the lock would not hold. For the same reason the
+variant of a pinned run is `essential`: minbase adds Priority: required
+packages, and a .deb's own priority can differ from the archive's. What the spec did not
 ask for is then marked automatically installed, as an unpinned run leaves
 it. The lock flags the packages the spec asked for (`requested`), so a
 package added to or removed from the spec is named before anything runs.
@@ -116,6 +118,10 @@ def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: 
         (work / "requested.txt").write_text("".join(f"{p}\n" for p in sorted({*requested, "apt"})))
         args += [f'--setup-hook=mkdir -p "$1"/etc/apt/preferences.d && cp {prefs} "$1"{PREFERENCES}',
                  f"--include={','.join(sorted(pins))}",
+                 # The lock names every package, so the variant must not add any: minbase would add
+                 # what has Priority: required, which the package cache's index (the .deb's own
+                 # control) and the mirror's (the archive's overrides) do not always agree on.
+                 "--variant=essential",
                  f"--essential-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\n' > {work}/essential.txt",
                  f'--customize-hook=sh {MARK_AUTO_HOOK} "$1" {work}',
                  f'--customize-hook=rm -f "$1"{PREFERENCES}']

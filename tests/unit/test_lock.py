@@ -75,6 +75,14 @@ def test_pinned_rebuild_installs_the_same_versions_from_the_package_cache(built,
     spec, first, tmp = built
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp / "cache"))
     assert "base-files" in first and "dpkg" in first
+    # The package cache also gets .debs whose own control says Priority: required while the
+    # archive says optional: a minbase run from the cache would install them too.
+    extra = ContainerImage(name="extra", packages=["libtext-wrapi18n-perl"])
+    (tmp_path / "extra").mkdir()
+    build_container_image(spec, extra, tmp_path / "extra", BuildLog(tmp_path / "extra.log", echo=open("/dev/null", "w")))
+    control = subprocess.run(["dpkg-deb", "--field", *debs_dir("trixie").glob("libtext-wrapi18n-perl_*.deb"),
+                              "Priority"], capture_output=True, text=True, check=True).stdout
+    assert control.strip() == "required" and "libtext-wrapi18n-perl" not in first
     debs = sorted(p.name for p in debs_dir("trixie").glob("*.deb"))
     assert any(name.startswith("base-files_") for name in debs)  # kept for the next run
 
