@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import paramiko
 
 from golden.accel import probe_accelerator
 from golden.manifest import read_manifest
+from golden.package import unpack_box
 from golden.paths import REPO
 from golden.qemu_vm import QemuVM
 from golden.runner import BuildLog, capture
@@ -69,14 +69,6 @@ def _stage_lines(build_log: Path) -> list[str]:
     return [l for l in build_log.read_text().splitlines() if ": cached (" in l]
 
 
-def _box_disk(box: Path, dest: Path) -> Path:
-    with tarfile.open(box) as tar:
-        member = tar.getmember("box.img")
-        with tar.extractfile(member) as src, dest.open("wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    return dest
-
-
 def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     out, err = stdout.read().decode(), stderr.read().decode()
@@ -88,7 +80,7 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
 def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
     """Boots the box's disk as a throwaway VM: time to SSH, then the socket
     vs TCP benchmark inside it."""
-    disk = _box_disk(box, work / "box.img")
+    disk = unpack_box(box, work / "box") / "box.img"
     private, _ = insecure_key_pair()
     vm = QemuVM([f"file={disk},format=qcow2,snapshot=on"], work / "bench-serial.log", accelerator, log)
     start = time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from golden.disk import SECTOR, partition_table
 from golden.errors import GoldenError
 from golden.runner import BuildLog, capture
 
+# zstd level of the box (./inv bench measures the choice; see README Performance).
+BOX_ZSTD_LEVEL = 9
 VAGRANT_USER = "vagrant"
 VAGRANT_SUDOERS = f"{VAGRANT_USER} ALL=(ALL) NOPASSWD: ALL\n"
 # The files that let Vagrant in: the sealed image has neither (packer.SEAL_LOGIN).
@@ -54,7 +57,7 @@ def _owner(device: str, path: str) -> tuple[int, int]:
 
 
 def make_box_disk(sealed_qcow2: Path, login_pubkey: Path, dest: Path, log: BuildLog) -> None:
-    """dest: the sealed disk plus Vagrant's login (key and sudo rule), compressed."""
+    """dest: the sealed disk plus Vagrant's login (key and sudo rule)."""
     raw = dest.with_suffix(".raw")
     sudoers = dest.with_suffix(".sudoers")
     try:
@@ -73,26 +76,47 @@ def make_box_disk(sealed_qcow2: Path, login_pubkey: Path, dest: Path, log: Build
                     or f"Mode:  {mode}" not in capture(["debugfs", "-R", f"stat {path}", device]):
                 raise GoldenError(f"box disk: writing {path} into the image failed (see the build log)")
         log.run(["e2fsck", "-f", "-n", device])
-        log.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zstd", raw, dest])
+        # Not compressed: the box compresses it whole (make_box).
+        log.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, dest])
     finally:
         raw.unlink(missing_ok=True)
         sudoers.unlink(missing_ok=True)
 
 
-def make_box(qcow2: Path, virtual_size_bytes: int, dest: Path) -> None:
-    """A libvirt box: metadata.json, Vagrantfile, box.img. Not gzipped: the
-    image inside is already compressed."""
+def make_box(qcow2: Path, virtual_size_bytes: int, dest: Path, level: int = BOX_ZSTD_LEVEL) -> None:
+    """A libvirt box: metadata.json, Vagrantfile, box.img (an uncompressed
+    qcow2) in a zstd-compressed tar. One zstd stream with a long window is
+    far smaller than qcow2's own compression, which packs each 64 KiB cluster
+    on its own; Vagrant unpacks it with bsdtar. Written under a temporary
+    name: a failed run leaves no box."""
     metadata = {"provider": "libvirt", "format": "qcow2",
                 "virtual_size": -(-virtual_size_bytes // (1 << 30))}
-    with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
-        for name, text in (("metadata.json", json.dumps(metadata) + "\n"), ("Vagrantfile", BOX_VAGRANTFILE)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-        tar.add(qcow2, arcname="box.img")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            # --long=27: a 128 MiB window, the most a decompressor accepts without being told.
+            zstd = subprocess.Popen(["zstd", "-q", f"-{level}", "--long=27", "-T0", "-c"],
+                                    stdin=subprocess.PIPE, stdout=out)
+            with tarfile.open(fileobj=zstd.stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+                for name, text in (("metadata.json", json.dumps(metadata) + "\n"), ("Vagrantfile", BOX_VAGRANTFILE)):
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode = len(data), 0o644
+                    tar.addfile(info, io.BytesIO(data))
+                tar.add(qcow2, arcname="box.img")
+            zstd.stdin.close()
+            if zstd.wait() != 0:
+                raise GoldenError(f"zstd failed writing {dest.name}")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
+def unpack_box(box: Path, dest_dir: Path) -> Path:
+    """Unpacks box into dest_dir as Vagrant does (bsdtar); returns dest_dir."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    capture(["bsdtar", "-x", "-f", str(box), "-C", str(dest_dir)])
+    return dest_dir
 
 
 def describe_files(paths: list[Path]) -> list[dict]:
