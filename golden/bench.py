@@ -134,8 +134,10 @@ def size_steps(sizes: dict, without_excludes: int) -> list[tuple[str, float, flo
         ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", mb(sizes["rootfs_tar"]),
          mb(without_excludes - sizes["rootfs_tar"])),
         ("sealed disk after provisioning, apt clean and fstrim (qcow2)", mb(sizes["sealed_qcow2"]), None),
-        ("qcow2, zstd-compressed", mb(sizes["qcow2"]), mb(sizes["sealed_qcow2"] - sizes["qcow2"])),
-        ("box (compressed disk plus Vagrant's login)", mb(sizes["box"]), None),
+        ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", mb(sizes["qcow2"]),
+         mb(sizes["sealed_qcow2"] - sizes["qcow2"])),
+        ("box: the sealed disk plus Vagrant's login, one zstd stream", mb(sizes["box"]),
+         mb(sizes["sealed_qcow2"] - sizes["box"])),
     ]
 
 
