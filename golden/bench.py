@@ -125,19 +125,24 @@ def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log
     return size
 
 
-def size_steps(sizes: dict, without_excludes: int) -> list[tuple[str, float, float | None]]:
-    """(step, MB after it, MB it saved)."""
+def size_steps(sizes: dict, without_excludes: int, without_fstrim: dict) -> list[tuple[str, float, float | None]]:
+    """(step, MB after it, MB it saved). without_fstrim: the sizes of the same
+    build with fstrim left out of the seal."""
     def mb(size: int) -> float:
         return round(size / 1e6, 1)
     return [
         ("rootfs tar, everything installed", mb(without_excludes), None),
         ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", mb(sizes["rootfs_tar"]),
          mb(without_excludes - sizes["rootfs_tar"])),
-        ("sealed disk after provisioning, apt clean and fstrim (qcow2)", mb(sizes["sealed_qcow2"]), None),
+        ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
+         mb(without_fstrim["sealed_qcow2"]), None),
+        ("sealed disk after fstrim (qcow2, compacted)", mb(sizes["sealed_qcow2"]),
+         mb(without_fstrim["sealed_qcow2"] - sizes["sealed_qcow2"])),
         ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", mb(sizes["qcow2"]),
          mb(sizes["sealed_qcow2"] - sizes["qcow2"])),
         ("box: the sealed disk plus Vagrant's login, one zstd stream", mb(sizes["box"]),
          mb(sizes["sealed_qcow2"] - sizes["box"])),
+        ("box if the seal had no fstrim", mb(without_fstrim["box"]), None),
     ]
 
 
@@ -236,6 +241,13 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
+        with log.stage("rebuild with no fstrim in the seal (size comparison)"):
+            seal = repo / "provision" / "90-seal.sh"
+            if "\nfstrim -v /\n" not in seal.read_text():
+                raise RuntimeError(f"{seal.name} no longer runs 'fstrim -v /': update the bench")
+            seal.write_text(seal.read_text().replace("\nfstrim -v /\n", "\n"))
+            _timed_build(repo, image, env, log)
+            without_fstrim = read_manifest((artifacts / image / "latest").resolve() / "manifest.json")["sizes"]
         report = {
             "started_at": started.isoformat(timespec="seconds"), "image": image,
             "host": {"cores": os.cpu_count(), "accelerator": accelerator,
@@ -244,7 +256,8 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
             "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None
                             and figures[k] <= t} for k, (t, u, w) in TARGETS.items()},
             "stages": stages, "template_rebuild_reused": reused,
-            "size_steps": size_steps(read_manifest(first / "manifest.json")["sizes"], without_excludes),
+            "size_steps": size_steps(read_manifest(second / "manifest.json")["sizes"], without_excludes,
+                                     without_fstrim),
             "socket_vs_tcp": dict(vm_results, ratios={
                 "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
                 "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),

@@ -48,10 +48,15 @@ def test_guest_script_is_valid_shell():
 
 def test_size_steps_show_what_each_step_saves():
     steps = size_steps({"rootfs_tar": 900_000_000, "sealed_qcow2": 1_100_000_000, "qcow2": 500_000_000,
-                        "box": 400_000_000}, without_excludes=985_000_000)
+                        "box": 400_000_000}, without_excludes=985_000_000,
+                       without_fstrim={"sealed_qcow2": 1_300_000_000, "box": 450_000_000})
     assert steps[1] == ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", 900.0, 85.0)
-    assert steps[3] == ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", 500.0, 600.0)
-    assert steps[4] == ("box: the sealed disk plus Vagrant's login, one zstd stream", 400.0, 700.0)
+    assert steps[2] == ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
+                        1300.0, None)
+    assert steps[3] == ("sealed disk after fstrim (qcow2, compacted)", 1100.0, 200.0)
+    assert steps[4] == ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", 500.0, 600.0)
+    assert steps[5] == ("box: the sealed disk plus Vagrant's login, one zstd stream", 400.0, 700.0)
+    assert steps[6] == ("box if the seal had no fstrim", 450.0, None)
     md = _markdown(dict(REPORT, size_steps=steps))
     assert "| qcow2, zstd-compressed cluster by cluster (the fresh-host image) | 500.0 | 600.0 |" in md
     assert "| rootfs tar, everything installed | 985.0 |  |" in md
