@@ -195,7 +195,7 @@ def _markdown(report: dict) -> str:
         lines += ["", "## Where the size goes", "", "| step | MB | saved MB |", "| --- | --- | --- |"]
         lines += [f"| {step} | {size} | {saved if saved is not None else ''} |"
                   for step, size, saved in report["size_steps"]]
-    lines += ["", "Reproduce: `./inv bench` (about 15 minutes on 2 cores under TCG).", ""]
+    lines += ["", "Reproduce: `./inv bench` (about 20 minutes on 2 cores under TCG).", ""]
     return "\n".join(lines)
 
 
