@@ -3,6 +3,7 @@ from 127.0.0.1 only, serial console to a file. Used for fresh hosts and the
 benchmark's throwaway VMs."""
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import time
@@ -12,6 +13,10 @@ import paramiko
 
 from golden.errors import GoldenError
 from golden.runner import BuildLog, stop_process_group
+
+# paramiko's transport thread logs each failed banner read with a traceback;
+# while a guest boots, failed attempts are expected.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def free_port() -> int:
@@ -42,18 +47,26 @@ class QemuVM:
                                          start_new_session=True)
 
     def login(self, user: str, pkey: paramiko.PKey, timeout: float, step: float = 1) -> paramiko.SSHClient:
-        """Polls until user logs in with pkey; returns the connected client."""
-        deadline = time.monotonic() + timeout
+        """Polls until user logs in with pkey; returns the connected client.
+
+        Until the guest's network is up, QEMU's user network accepts the
+        connection and then sends nothing, so an attempt waits out its banner
+        timeout. That timeout starts short, so the poll notices sshd within
+        seconds, and grows with the wait, so a slow sshd still gets through."""
+        start = time.monotonic()
+        deadline = start + timeout
         while True:
             if self.proc.poll() is not None:
                 raise GoldenError(f"QEMU exited with {self.proc.returncode}; see {self.log.path}")
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
+                banner_timeout = min(2 + (time.monotonic() - start) / 10, 20)
                 client.connect("127.0.0.1", port=self.port, username=user, pkey=pkey, timeout=10,
-                               banner_timeout=10, auth_timeout=10, allow_agent=False, look_for_keys=False)
+                               banner_timeout=banner_timeout, auth_timeout=20, allow_agent=False,
+                               look_for_keys=False)
                 return client
-            except (paramiko.SSHException, OSError):
+            except (paramiko.SSHException, OSError, EOFError):
                 client.close()
                 if time.monotonic() > deadline:
                     raise GoldenError(f"{user} could not log in by SSH within {timeout:.0f} s; "

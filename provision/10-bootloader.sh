@@ -8,7 +8,7 @@ echo "UUID=$GOLDEN_ROOT_UUID / ext4 errors=remount-ro 0 1" > /etc/fstab
 
 mkdir -p /etc/default/grub.d
 cat > /etc/default/grub.d/golden.cfg <<'CFG'
-GRUB_TIMEOUT=1
+GRUB_TIMEOUT=0
 GRUB_CMDLINE_LINUX_DEFAULT=""
 GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"
 GRUB_TERMINAL="console serial"

@@ -58,3 +58,15 @@ def test_host_made_its_own_credentials_and_apps_use_them(fresh):
                       "psql -X -w -tAc \"SELECT current_user\"'")
     assert (query.rc, query.stdout.strip()) == (0, "gitea"), query.stderr
     assert fresh.service("probe").is_running
+
+
+def test_host_made_its_own_identity_on_this_boot(fresh):
+    """Host keys (cloud-init's, of the same two kinds as the image's own
+    first-boot service), machine-id and credentials are newer than the boot."""
+    boot_time = int(fresh.check_output("awk '/^btime/ {print $2}' /proc/stat"))
+    with fresh.sudo():
+        keys = sorted(k for k in fresh.check_output("ls /etc/ssh").split() if k.startswith("ssh_host_"))
+        assert keys == ["ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub",
+                        "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+        for path in ("/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/golden/credentials/.generated"):
+            assert int(fresh.check_output(f"stat -c %Y {path}")) >= boot_time, path
