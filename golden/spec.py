@@ -328,6 +328,9 @@ def load_spec(path: Path) -> ImageSpec:
         if app.container and app.container.image not in images:
             raise SpecError(f"{shown}: apps[{i}].container.image: no container_images entry named "
                             f"{app.container.image!r}")
+        if app.container and app.container.network == "bridge" and "nftables" not in spec.packages:
+            # Debian's netavark sets up a bridge's firewall with nft.
+            raise SpecError(f"{shown}: apps[{i}].container.network: bridge needs `nftables` in packages")
     for i, site in enumerate(spec.caddy.sites):
         if not site.upstream:
             raise SpecError(f"{shown}: caddy.sites[{i}].upstream: missing required field")

@@ -41,6 +41,17 @@ def test_probe_has_no_network_but_loopback(host):
     assert interfaces == ["lo"]
 
 
+def test_bridge_network_works_for_apps_that_choose_it(host):
+    """`network: bridge` (the spec's other choice): netavark sets up the bridge
+    and its nftables firewall, and the container gets an interface of its own."""
+    run = host.run("sudo podman run --rm --network bridge localhost/golden/probe:latest "
+                   "sh -c 'cat /sys/class/net/eth0/operstate; cat /proc/net/route'")
+    assert run.rc == 0, run.stderr
+    operstate, *routes = run.stdout.splitlines()
+    assert operstate == "up"
+    assert any(line.split()[:2] == ["eth0", "00000000"] for line in routes[1:])  # a default route via eth0
+
+
 def test_image_was_preloaded_not_pulled(host):
     images = host.check_output("sudo podman images --format '{{.Repository}}:{{.Tag}}'").split()
     assert "localhost/golden/probe:latest" in images

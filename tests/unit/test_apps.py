@@ -53,6 +53,16 @@ def test_app_container_must_name_a_known_image(write_spec):
         load_spec(path)
 
 
+def test_bridge_network_needs_nftables(write_spec):
+    app = "apps: [{name: web, container: {image: probe, network: bridge}}]\n"
+    images = "container_images: [{name: probe, packages: [socat]}]\n"
+    path = write_spec("x", "name: x\nhostname: x\nbase: {suite: trixie}\npackages: [podman]\n" + app + images)
+    with pytest.raises(SpecError, match=r"apps\[0\]\.container\.network: bridge needs `nftables` in packages"):
+        load_spec(path)
+    path.write_text(path.read_text().replace("packages: [podman]", "packages: [podman, nftables]"))
+    assert load_spec(path).apps[0].container.network == "bridge"
+
+
 def test_forward_auth_needs_a_provider(write_spec):
     path = write_spec("x", "name: x\nhostname: x\nbase: {suite: trixie}\n"
                       "caddy: {sites: [{address: ':80', upstream: 'unix//run/a.sock', auth: forward}]}\n")
