@@ -23,9 +23,10 @@ def _guard(fn):
 @task(help={"image": "image spec name (default: infra)",
             "all": "build every image spec in images/",
             "jobs": "with --all: build up to N images at once (shared stages are built once)",
-            "force": "rebuild every stage, even when an artifact or cache entry of the current inputs exists"})
-def build(c, image=None, all=False, jobs=1, force=False):
-    """Build image(s): rootfs, disk, containers, provision (Packer), package."""
+            "force": "rebuild every stage, even when an artifact or cache entry of the current inputs exists",
+            "locked": "install exactly images/<name>.lock, or fail before any stage naming what is missing"})
+def build(c, image=None, all=False, jobs=1, force=False, locked=False):
+    """Build image(s) from the archives' current packages (or exactly the lock with --locked)."""
     from golden.build import build_images, require_tools
     from golden.spec import DEFAULT_IMAGE, select_specs
 
@@ -34,7 +35,7 @@ def build(c, image=None, all=False, jobs=1, force=False):
             raise GoldenError("--image and --all: choose one")
         specs = select_specs(None if all else image or DEFAULT_IMAGE)
         require_tools()
-        build_images(specs, jobs=int(jobs), force=force)
+        build_images(specs, jobs=int(jobs), force=force, locked=locked)
     _guard(run)
 
 
@@ -154,6 +155,21 @@ def lock(c, update=False, image=None):
     _guard(run)
 
 
+@task(help={"image": "image spec name (default: every spec in images/)"})
+def outdated(c, image=None):
+    """Pending updates of the newest tested image(s); exit 0 current, 1 rebuild due, 2 error."""
+    from golden.build import ARTIFACTS
+    from golden.outdated import report_outdated
+    from golden.spec import select_specs
+
+    try:
+        code = report_outdated(select_specs(image), ARTIFACTS)
+    except GoldenError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    if code:
+        raise Exit(code=code)
+
+
 @task(help={"image": "image to measure (default: infra)"})
 def bench(c, image="infra"):
     """Measure build speed, size and Unix socket vs TCP; report in artifacts/bench/ (about 15 min)."""
@@ -167,5 +183,5 @@ def bench(c, image="infra"):
     _guard(run)
 
 
-ns = Collection(build, test, publish, verify, clean, lock, bench)
+ns = Collection(build, test, publish, verify, clean, lock, outdated, bench)
 ns.add_collection(Collection("lab", up=lab_up, down=lab_down, ssh=lab_ssh))

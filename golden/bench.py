@@ -33,7 +33,7 @@ from golden.vagrant_keys import insecure_key_pair
 # measure: (target, unit, what)
 TARGETS = {
     "cold_build_s": (240, "s", "cold build, empty caches, mirror reachable"),
-    "noop_rebuild_s": (3, "s", "rebuild with nothing changed (no VM started)"),
+    "noop_rebuild_s": (3, "s", "rebuild with nothing changed (archives checked, no VM started)"),
     "template_rebuild_s": (120, "s", "rebuild after editing one provisioning template"),
     "test_s": (180, "s", "./inv test image validation (boot, tests, destroy)"),
     "boot_to_ssh_s": (20, "s", "boot of the built box to SSH ready"),
@@ -113,8 +113,8 @@ def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log
     out.mkdir()
     saved, os.environ["GOLDEN_CACHE"] = os.environ.get("GOLDEN_CACHE"), str(cache)
     try:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, out, rootfs.all_packages(spec))
-        log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirror, dpkg_options=[]))
+        args, mirrors = lock.mmdebstrap_args(spec.base, pins, out, rootfs.all_packages(spec))
+        log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirrors, dpkg_options=[]))
     finally:
         if saved is None:
             os.environ.pop("GOLDEN_CACHE")

@@ -23,7 +23,7 @@ def image_ref(image: ContainerImage) -> str:
 
 
 def mmdebstrap_command(spec: ImageSpec, image: ContainerImage, out_tar: Path,
-                       package_args: list[str] = (), mirror: str = "") -> list[str]:
+                       package_args: list[str], mirrors: list[str]) -> list[str]:
     cmd = ["mmdebstrap", "--variant=minbase", f"--components={','.join(spec.base.components)}"]
     if image.packages:
         cmd.append(f"--include={','.join(sorted(image.packages))}")
@@ -34,7 +34,7 @@ def mmdebstrap_command(spec: ImageSpec, image: ContainerImage, out_tar: Path,
     # The image's own programs (e.g. golden-probe) go to /usr/local/bin.
     cmd.append(f'--customize-hook=cp {CONTAINER_FILES}/golden-* "$1/usr/local/bin/"')
     cmd.append('--customize-hook=rm -rf "$1/var/lib/apt/lists" "$1/var/cache/apt"')
-    cmd += [spec.base.suite, str(out_tar), mirror or spec.base.mirror]
+    cmd += [spec.base.suite, str(out_tar), *mirrors]
     return cmd
 
 
@@ -47,10 +47,10 @@ def build_container_image(spec: ImageSpec, image: ContainerImage, out_dir: Path,
     if pins is not None:
         lock.check_requested(lock.lock_path(spec), lock_section(image), image.packages)
     with tempfile.TemporaryDirectory(prefix="golden-container-") as work:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work), image.packages)
-        if mirror != spec.base.mirror:
+        args, mirrors = lock.mmdebstrap_args(spec.base, pins, Path(work), image.packages)
+        if mirrors[0].startswith("deb [trusted=yes] file:"):
             log.say("    container: the package cache has every locked version: installing offline")
-        log.run(mmdebstrap_command(spec, image, out_dir / f"{image.name}.tar", args, mirror))
+        log.run(mmdebstrap_command(spec, image, out_dir / f"{image.name}.tar", args, mirrors))
     lock.check_installed(read_packages(out_dir, image), pins, f"{lock.lock_path(spec).name} [{lock_section(image)}]")
 
 

@@ -2,11 +2,12 @@
 
 images/<name>.lock records the exact package versions of the image's last
 successful build, per mmdebstrap run: the root file system and each
-container image. A build pins every locked version (apt preferences, only
-while building) and then checks that what was installed is exactly the lock:
-a version the mirror and the package cache no longer have, or a package the
-lock does not list, is an error naming the package. The first build of an
-image writes its lock; `./inv lock --update` refreshes it.
+container image. When the lock is what the archives serve (freshness.py
+decides), a build pins every locked version (apt preferences, only while
+building) and then checks that what was installed is exactly the lock: a
+package the lock does not list, or another version, is an error naming the
+package. Otherwise the build installs the current versions and rewrites the
+lock; `./inv lock --update` does that without building.
 
 A pinned run names every locked package, not only those the spec asks for:
 apt alone may satisfy a virtual package or an alternative with another
@@ -31,6 +32,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from golden import archive
 from golden.cache import cache_dir, sha256_file
 from golden.errors import GoldenError
 
@@ -99,18 +101,23 @@ def debs_dir(suite: str) -> Path:
 FILE_MIRROR_HOOKS = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
 
 
-def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: Path,
-                    requested: list[str] = ()) -> tuple[list[str], str]:
-    """Options for one mmdebstrap run, and the mirror to use: the package
-    cache in and out, the pins (apt preferences present only while building;
-    every locked package named, those not in requested then marked
-    automatically installed), and the local repository of the cache when it
-    holds every pinned version."""
-    debs = debs_dir(suite)
+def mmdebstrap_args(base, pins: dict[str, str] | None, work: Path,
+                    requested: list[str] = ()) -> tuple[list[str], list[str]]:
+    """Options for one mmdebstrap run, and its sources: the package cache in
+    and out, the image's own apt sources (the same archives, deb822), the pins
+    (apt preferences present only while building; every locked package named,
+    those not in requested then marked automatically installed), and the
+    local repository of the cache when it holds every pinned version."""
+    debs = debs_dir(base.suite)
+    sources = work / "debian.sources"
+    sources.write_text(archive.image_sources(base))
     args = ["--skip=essential/unlink",
             f'--setup-hook=mkdir -p {debs} "$1"/var/cache/apt/archives/',
             f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-            f"--customize-hook=sync-out /var/cache/apt/archives {debs}"]
+            f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+            f'--customize-hook=rm -f "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*',
+            f'--customize-hook=cp {sources} "$1"/etc/apt/sources.list.d/debian.sources']
+    mirrors = [pocket.sources_line(base.components) for pocket in archive.pockets(base)]
     if pins:
         prefs = work / "golden-lock.pref"
         prefs.write_text("".join(f"Package: {p}\nPin: version {v}\nPin-Priority: 1001\n\n"
@@ -125,10 +132,16 @@ def mmdebstrap_args(suite: str, mirror: str, pins: dict[str, str] | None, work: 
                  f"--essential-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\n' > {work}/essential.txt",
                  f'--customize-hook=sh {MARK_AUTO_HOOK} "$1" {work}',
                  f'--customize-hook=rm -f "$1"{PREFERENCES}']
-        repo = local_repository(suite, pins)
+        repo = local_repository(base.suite, pins)
         if repo:
-            return args + [f"--hook-dir={FILE_MIRROR_HOOKS}"], f"deb [trusted=yes] file://{repo} ./"
-    return args, mirror
+            return args + [f"--hook-dir={FILE_MIRROR_HOOKS}"], [f"deb [trusted=yes] file://{repo} ./"]
+    return args, mirrors
+
+
+def cached_deb(suite: str, package: str, version: str) -> Path | None:
+    """The package cache's .deb of that version (apt writes an epoch's ':' as %3a)."""
+    matches = sorted(debs_dir(suite).glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+    return matches[0] if matches else None
 
 
 def local_repository(suite: str, pins: dict[str, str]) -> Path | None:
@@ -169,13 +182,19 @@ def _field(control: str, name: str) -> str:
 
 
 
-def check_requested(path: Path, section: str, requested: list[str]) -> None:
-    """The spec must ask for what it asked for when the lock was made (a
-    locked run would otherwise keep a package the spec dropped)."""
+def requested_changes(path: Path, section: str, requested: list[str]) -> list[str]:
+    """How the spec's packages differ from what it asked for when the lock was made."""
     locked = (read_lock(path) or {}).get(section, {})
     was = read_requested(path).get(section, set())
     problems = [f"{p} is in the spec, but not in the lock" for p in sorted(set(requested) - set(locked))]
-    problems += [f"{p} was in the spec when the lock was made, but is no longer" for p in sorted(was - set(requested))]
+    return problems + [f"{p} was in the spec when the lock was made, but is no longer"
+                       for p in sorted(was - set(requested))]
+
+
+def check_requested(path: Path, section: str, requested: list[str]) -> None:
+    """The spec must ask for what it asked for when the lock was made (a
+    locked run would otherwise keep a package the spec dropped)."""
+    problems = requested_changes(path, section, requested)
     if problems:
         raise LockError(f"{path.name} [{section}]: " + "; ".join(problems)
                         + ". Run ./inv lock --update to resolve the spec's packages again")

@@ -36,7 +36,7 @@ def all_packages(spec: ImageSpec) -> list[str]:
 
 
 def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path,
-                       package_args: list[str] = (), mirror: str = "",
+                       package_args: list[str], mirrors: list[str],
                        dpkg_options: list[str] = DPKG_OPTIONS) -> list[str]:
     cmd = ["mmdebstrap", f"--variant={spec.base.variant}",
            f"--components={','.join(spec.base.components)}",
@@ -48,7 +48,7 @@ def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path,
         f"--customize-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\n' > {out_dir}/packages.tsv",
         f'--customize-hook=cp -L "$1/vmlinuz" {out_dir}/vmlinuz',
         f'--customize-hook=cp -L "$1/initrd.img" {out_dir}/initrd.img',
-        spec.base.suite, str(out_dir / "rootfs.tar"), mirror or spec.base.mirror,
+        spec.base.suite, str(out_dir / "rootfs.tar"), *mirrors,
     ]
     return cmd
 
@@ -60,10 +60,10 @@ def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildL
     if pins is not None:
         lock.check_requested(lock.lock_path(spec), "rootfs", all_packages(spec))
     with tempfile.TemporaryDirectory(prefix="golden-rootfs-") as work:
-        args, mirror = lock.mmdebstrap_args(spec.base.suite, spec.base.mirror, pins, Path(work), all_packages(spec))
-        if mirror != spec.base.mirror:
+        args, mirrors = lock.mmdebstrap_args(spec.base, pins, Path(work), all_packages(spec))
+        if mirrors[0].startswith("deb [trusted=yes] file:"):
             log.say("    rootfs: the package cache has every locked version: installing offline")
-        log.run(mmdebstrap_command(spec, out_dir, login_pubkey, args, mirror))
+        log.run(mmdebstrap_command(spec, out_dir, login_pubkey, args, mirrors))
     lock.check_installed(read_packages(out_dir), pins, f"{lock.lock_path(spec).name} [rootfs]")
 
 

@@ -24,6 +24,17 @@ import os
 IMAGES_DIR = Path(os.environ.get("GOLDEN_IMAGES") or REPO / "images")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
+SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+MIRROR_RE = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/@%+-]+$")
+
+
+def _is_snapshot_time(value: str) -> bool:
+    import datetime as dt
+    try:
+        dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return False
+    return len(value) == 16
 
 
 class SpecError(GoldenError):
@@ -34,8 +45,15 @@ class SpecError(GoldenError):
 class Base:
     suite: str
     mirror: str = "http://deb.debian.org/debian"
+    # The security archive is its own repository, beside the main one.
+    security_mirror: str = "http://deb.debian.org/debian-security"
     components: list[str] = field(default_factory=lambda: ["main"])
     variant: str = "minbase"
+    updates: bool = True              # build from (and ship) <suite>-updates
+    security: bool = True             # build from (and ship) <suite>-security
+    # Build from Debian's snapshot archive at this UTC time (YYYYMMDDTHHMMSSZ)
+    # instead of the mirrors, so that an old lock stays buildable.
+    snapshot: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,8 +199,12 @@ _CHECKS = {
     "disk.size": (lambda v: bool(SIZE_RE.match(v)), "expected a size like '4G' or '512M'"),
     "base.variant": (lambda v: v in ("minbase", "apt", "important", "standard"),
                      "expected one of minbase, apt, important, standard"),
-    "base.mirror": (lambda v: v.startswith(("http://", "https://", "file://")),
-                    "expected an http(s):// or file:// URL"),
+    "base.suite": (lambda v: bool(SUITE_RE.match(v)), "expected a suite name like 'trixie'"),
+    "base.mirror": (lambda v: bool(MIRROR_RE.match(v)), "expected an http(s):// or file:// URL"),
+    "base.security_mirror": (lambda v: bool(MIRROR_RE.match(v)), "expected an http(s):// or file:// URL"),
+    "base.components[]": (lambda v: bool(SUITE_RE.match(v)), "expected a component name like 'main'"),
+    "base.snapshot": (lambda v: v == "" or _is_snapshot_time(v),
+                      "expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
     "vm.memory": (lambda v: v >= 256, "expected at least 256 (MiB)"),
     "vm.cpus": (lambda v: v >= 1, "expected at least 1"),
     "sockets.access": (lambda v: v in ("group", "open"), "expected one of group, open"),
@@ -242,6 +264,9 @@ def _convert(value, tp, where: str, path: str):
     # bool is an int in Python; refuse it where an integer is expected.
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         fail(f"expected {_type_name(tp)}")
+    check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", where))  # list items too: "a[].b[]"
+    if check and not check[0](value):
+        fail(check[1])
     return value
 
 
@@ -258,11 +283,7 @@ def _build(cls, data: dict, prefix: str, path: str):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SpecError(f"{path}: {where}: missing required field")
             continue
-        value = _convert(data[name], hints[name], where, path)
-        check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", where))
-        if check and not check[0](value):
-            raise SpecError(f"{path}: {where}: {check[1]}")
-        kwargs[name] = value
+        kwargs[name] = _convert(data[name], hints[name], where, path)
     return cls(**kwargs)
 
 

@@ -22,3 +22,22 @@ def test_only_what_the_spec_asked_for_is_marked_manual(host):
     assert {"libpq5", "libllvm19", "postgresql-17"} <= auto
     assert not {"postgresql", "valkey-server", "caddy", "podman", "openssh-server"} & auto
     assert host.run("sudo apt-get -s autoremove").stdout.count("Remv ") == 0
+
+
+def test_apt_gets_updates_and_security_fixes_from_the_archives_it_was_built_from(host, manifest):
+    """The image lists the release, its -updates and its -security archive
+    (deb822, with the archive key), as apt itself reads them: `apt upgrade`
+    on a host works as on any Debian cloud image."""
+    suite, mirror = manifest["base"]["suite"], manifest["base"]["mirror"].rstrip("/")
+    assert host.run("ls /etc/apt/sources.list.d/").stdout.split() == ["debian.sources"]
+    assert not host.file("/etc/apt/sources.list").exists
+    sources = host.file("/etc/apt/sources.list.d/debian.sources").content_string
+    keyring = "/usr/share/keyrings/debian-archive-keyring.pgp"
+    assert sources.count(f"Signed-By: {keyring}\n") == 2
+    assert host.file(keyring).is_file and host.file(keyring).size > 0
+    uris = host.check_output("sudo apt-get update --print-uris -qq")
+    line = next(s for s in manifest["base"]["sources"] if f" {suite}-security " in s)
+    security = next(word for word in line.split() if "://" in word)
+    for release in (f"{mirror}/dists/{suite}/", f"{mirror}/dists/{suite}-updates/",
+                    f"{security}/dists/{suite}-security/"):
+        assert f"'{release}InRelease'" in uris

@@ -40,9 +40,9 @@ def test_quadlet_units_rendered_per_app(infra, tmp_path):
 
 def test_container_image_built_from_debian_packages(infra, tmp_path):
     image = infra.container_images[0]
-    cmd = mmdebstrap_command(infra, image, tmp_path / "probe.tar")
+    cmd = mmdebstrap_command(infra, image, tmp_path / "probe.tar", [], ["deb http://mirror/debian trixie main"])
     assert "--include=postgresql-client,socat,valkey-tools" in cmd
-    assert cmd[-3:] == ["trixie", str(tmp_path / "probe.tar"), infra.base.mirror]
+    assert cmd[-3:] == ["trixie", str(tmp_path / "probe.tar"), "deb http://mirror/debian trixie main"]
     assert image_ref(image) == "localhost/golden/probe:latest"
 
 

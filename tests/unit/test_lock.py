@@ -119,14 +119,14 @@ def test_first_build_writes_the_lock_and_files_its_entries_under_pinned_keys(wri
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
     spec = load_spec(write_spec("web", "name: web\nhostname: web\nbase: {suite: trixie}\n"
                                 "container_images: [{name: tiny}]\n"))
-    unpinned = stage_keys(spec)
+    unpinned = stage_keys(spec, archive_digest="digest-of-the-archives")
     for kind, key in (("rootfs", unpinned["rootfs"]), ("disk", unpinned["disk"]),
                       ("container", unpinned["container"]["tiny"])):
         entry = tmp_path / "cache" / kind / key
         entry.mkdir(parents=True)
         (entry / "data").write_text(kind)
     sections = {"rootfs": {"base-files": "13.8"}, "container tiny": {"dash": "0.5.12-12"}}
-    _adopt_lock(spec, sections, BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w")))
+    _adopt_lock(spec, sections, BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w")), "digest-of-the-archives")
     assert read_lock(lock_path(spec)) == sections
     pinned = stage_keys(spec, sections)
     assert pinned["rootfs"] != unpinned["rootfs"] and pinned["disk"] != unpinned["disk"]

@@ -21,6 +21,8 @@ def test_repository_specs_load():
 def test_good_spec_gets_defaults(write_spec):
     spec = load_spec(write_spec("web"))
     assert spec.base.mirror == "http://deb.debian.org/debian"
+    assert spec.base.security_mirror == "http://deb.debian.org/debian-security"
+    assert (spec.base.updates, spec.base.security, spec.base.snapshot) == (True, True, "")
     assert spec.packages == ["curl"]
     assert spec.disk.size_bytes == 2 << 30
     assert spec.vm.memory == 1024
@@ -39,6 +41,18 @@ def test_good_spec_gets_defaults(write_spec):
     ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {cpus: 0}\n", "vm.cpus: expected at least 1"),
     ("name: x\nhostname: Bad_Host\nbase: {suite: trixie}\n", "hostname: expected a valid hostname"),
     ("name: x\nhostname: x\nbase: {suite: trixie, mirror: ftp://x}\n", "base.mirror: expected an http(s):// or file:// URL"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, security_mirror: 'http://x/a b'}\n",
+     "base.security_mirror: expected an http(s):// or file:// URL"),
+    ("name: x\nhostname: x\nbase: {suite: 'trixie main'}\n", "base.suite: expected a suite name like 'trixie'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, components: [main, 'contrib\\n']}\n",
+     "base.components[1]: expected a component name like 'main'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, updates: 'no'}\n", "base.updates: expected true or false"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, snapshot: '2026-11-30'}\n",
+     "base.snapshot: expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, snapshot: 20261332T000000Z}\n",
+     "base.snapshot: expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\ncaddy: {sites: [{address: ':80', upstream: 'unix//run/a.sock', "
+     "public_paths: [health]}]}\n", "caddy.sites[0].public_paths[0]: expected a path starting with '/'"),
     ("name: y\nhostname: x\nbase: {suite: trixie}\n", "name: must match the file name ('x')"),
     ("- a list\n", "expected a mapping at the top level"),
     ("name: [unclosed\n", "invalid YAML: expected ',' or ']'"),
