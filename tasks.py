@@ -27,7 +27,7 @@ def _guard(fn):
             "locked": "install exactly images/<name>.lock, or fail before any stage naming what is missing"})
 def build(c, image=None, all=False, jobs=1, force=False, locked=False):
     """Build image(s) from the archives' current packages (or exactly the lock with --locked)."""
-    from golden.build import build_images, require_tools
+    from golden.build.pipeline import build_images, require_tools
     from golden.spec import DEFAULT_IMAGE, select_specs
 
     def run():
@@ -42,9 +42,9 @@ def build(c, image=None, all=False, jobs=1, force=False, locked=False):
 @task(help={"image": "image spec name (default: every spec in images/)"})
 def test(c, image=None):
     """Unit tests, then each image booted in Vagrant and validated with testinfra."""
-    from golden.build import require_tools
+    from golden.build.pipeline import require_tools
     from golden.spec import select_specs
-    from golden.validate import run_test_suite
+    from golden.verify.suite import run_test_suite
 
     def run():
         specs = select_specs(image)
@@ -62,13 +62,13 @@ def test(c, image=None):
             "keep": "keep only the newest N versions in the repository and catalog"})
 def publish(c, to, image=None, version=None, force=False, keep=None):
     """Publish tested image(s): files, signed SHA256SUMS, then the Vagrant catalog."""
-    from golden.build import ARTIFACTS
-    from golden.publish import PublishError, publish as publish_artifact
+    from golden.settings import artifacts_dir
+    from golden.publish.release import PublishError, publish as publish_artifact
     from golden.spec import select_specs
 
     def run():
         for spec in select_specs(image):
-            artifact = ARTIFACTS / spec.name / (version or "latest")
+            artifact = artifacts_dir() / spec.name / (version or "latest")
             if not artifact.is_dir():
                 raise PublishError(f"{spec.name}: no built artifact {artifact}")
             publish_artifact(artifact.resolve(), to, force=force, keep=int(keep) if keep else None)
@@ -79,7 +79,7 @@ def publish(c, to, image=None, version=None, force=False, keep=None):
             "version": "version to check (default: newest in the catalog)"})
 def verify(c, from_, image, version=None):
     """Check a published image's signature and checksums."""
-    from golden.publish import verify as verify_published
+    from golden.publish.release import verify as verify_published
     _guard(lambda: verify_published(from_, image, version))
 
 
@@ -89,15 +89,15 @@ def verify(c, from_, image, version=None):
                      "without it, only entries no current image spec uses"})
 def clean(c, image=None, keep=1, cache=False):
     """Remove failed builds, old versions and unused stage cache entries."""
-    from golden.build import ARTIFACTS
-    from golden.clean import clean_cache, clean_image, prune_cache
+    from golden.settings import artifacts_dir
+    from golden.build.clean import clean_cache, clean_image, prune_cache
     from golden.spec import select_specs
 
     def run():
         names = [s.name for s in select_specs(image)] if image else \
-            sorted(p.name for p in ARTIFACTS.iterdir() if p.is_dir()) if ARTIFACTS.is_dir() else []
+            sorted(p.name for p in artifacts_dir().iterdir() if p.is_dir()) if artifacts_dir().is_dir() else []
         for name in names:
-            clean_image(ARTIFACTS / name, keep=int(keep))
+            clean_image(artifacts_dir() / name, keep=int(keep))
         if cache:
             clean_cache()
         else:
@@ -110,25 +110,25 @@ def lab_up(c, lab=None):
     """Bring up the lab: one VM per machine of vagrant/lab.yaml, boxes from $GOLDEN_CATALOG."""
     from pathlib import Path
 
-    from golden.build import ARTIFACTS
+    from golden.settings import artifacts_dir
     from golden.lab import LAB_FILE, lab_up as up
-    _guard(lambda: up(ARTIFACTS, Path(lab) if lab else LAB_FILE))
+    _guard(lambda: up(artifacts_dir(), Path(lab) if lab else LAB_FILE))
 
 
 @task
 def lab_down(c):
     """Remove the lab: its VMs, box volumes, and the private libvirt daemon and namespace."""
-    from golden.build import ARTIFACTS
+    from golden.settings import artifacts_dir
     from golden.lab import lab_down as down
-    _guard(lambda: down(ARTIFACTS))
+    _guard(lambda: down(artifacts_dir()))
 
 
 @task(help={"machine": "machine name from the lab layout", "command": "run this instead of a shell"})
 def lab_ssh(c, machine, command=None):
     """Log in to a lab machine (inside the lab's network namespace when there is one)."""
-    from golden.build import ARTIFACTS
+    from golden.settings import artifacts_dir
     from golden.lab import lab_ssh as ssh
-    code = _guard(lambda: ssh(machine, command, ARTIFACTS))
+    code = _guard(lambda: ssh(machine, command, artifacts_dir()))
     if code:
         raise Exit(code=code)
 
@@ -137,8 +137,8 @@ def lab_ssh(c, machine, command=None):
             "image": "image spec name (default: every spec in images/)"})
 def lock(c, update=False, image=None):
     """Show images/<name>.lock (exact package versions), or refresh it with --update."""
-    from golden.build import require_tools, update_lock
-    from golden.lock import lock_path, read_lock
+    from golden.build.pipeline import require_tools, update_lock
+    from golden.build.lock import lock_path, read_lock
     from golden.spec import select_specs
 
     def run():
@@ -158,12 +158,12 @@ def lock(c, update=False, image=None):
 @task(help={"image": "image spec name (default: every spec in images/)"})
 def outdated(c, image=None):
     """Pending updates of the newest tested image(s); exit 0 current, 1 rebuild due, 2 error."""
-    from golden.build import ARTIFACTS
-    from golden.outdated import report_outdated
+    from golden.settings import artifacts_dir
+    from golden.build.outdated import report_outdated
     from golden.spec import select_specs
 
     try:
-        code = report_outdated(select_specs(image), ARTIFACTS)
+        code = report_outdated(select_specs(image), artifacts_dir())
     except GoldenError as exc:
         raise Exit(f"error: {exc}", code=2)
     if code:
@@ -173,13 +173,13 @@ def outdated(c, image=None):
 @task(help={"image": "image to measure (default: infra)"})
 def bench(c, image="infra"):
     """Measure build speed, size and Unix socket vs TCP; report in artifacts/bench/ (about 15 min)."""
-    from golden.bench import run_bench
-    from golden.build import ARTIFACTS
+    from golden.bench.bench import run_bench
+    from golden.settings import artifacts_dir
     from golden.spec import select_specs
 
     def run():
         select_specs(image)  # a clear error for an unknown or invalid image, before anything runs
-        run_bench(image, ARTIFACTS / "bench")
+        run_bench(image, artifacts_dir() / "bench")
     _guard(run)
 
 

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import yaml
 
-from golden.catalog import CATALOG, write_local_catalog
+from golden.publish.catalog import CATALOG, write_local_catalog
+from golden import settings
 from golden.errors import GoldenError
-from golden.libvirt import (LibvirtSession, daemon_answers, delete_volumes, start_private_libvirt,
-                            stop_private_libvirt)
-from golden.paths import REPO
-from golden.repository import open_repository
-from golden.runner import BuildLog
+from golden.vm.libvirt import LibvirtSession, daemon_answers, delete_volumes, open_session, stop_private_libvirt
+from golden.vm.vagrant import vagrant_env
+from golden.paths import REPO, VAGRANT_DIR
+from golden.publish.repository import open_repository
+from golden.vm.runner import BuildLog
 from golden.spec import NAME_RE
 
-VAGRANT_DIR = REPO / "vagrant"
 LAB_FILE = VAGRANT_DIR / "lab.yaml"
 STATE_DIR = REPO / ".lab"
 NETNS = "golden-lab"
@@ -73,7 +73,7 @@ def load_lab(path: Path = LAB_FILE) -> list[Machine]:
 
 def catalog_base(artifacts: Path) -> str:
     """$GOLDEN_CATALOG, or the local artifacts (whose catalogs list tested versions)."""
-    return os.environ.get("GOLDEN_CATALOG") or str(artifacts)
+    return settings.catalog() or str(artifacts)
 
 
 def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
@@ -83,7 +83,10 @@ def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
     repo = open_repository(base)
     for image in sorted({m.image for m in machines}):
         raw = repo.read(f"{image}/{CATALOG}")
-        versions = json.loads(raw).get("versions") if raw else None
+        try:
+            versions = json.loads(raw).get("versions") if raw else None
+        except (ValueError, AttributeError):
+            raise LabError(f"{repo.url(image + '/' + CATALOG)}: not a valid box catalog") from None
         if not versions:
             hint = "run ./inv test to build and validate it" if base == str(artifacts) else "publish it there"
             raise LabError(f"no tested box of {image!r} in the catalog {repo.url(image + '/' + CATALOG)}: {hint}, "
@@ -100,9 +103,7 @@ def _read_state() -> dict | None:
 
 
 def _vagrant_env(base: str, lab_file: Path) -> dict:
-    return dict(os.environ, GOLDEN_CATALOG=_url(base), GOLDEN_LAB=str(lab_file), VAGRANT_CWD=str(VAGRANT_DIR),
-                VAGRANT_DOTFILE_PATH=str(STATE_DIR / "vagrant"), GOLDEN_SERIAL_DIR=str(STATE_DIR),
-                VAGRANT_NO_COLOR="1", VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_DEFAULT_PROVIDER="libvirt")
+    return vagrant_env(STATE_DIR / "vagrant", STATE_DIR, GOLDEN_CATALOG=_url(base), GOLDEN_LAB=str(lab_file))
 
 
 def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
@@ -117,13 +118,10 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
         stop_private_libvirt(state["netns"], state["pids"])
         state = None
     if state is None:
-        if daemon_answers():
-            state = {"netns": None, "pids": {}}
-            log.say("libvirt: using the running daemon")
-        else:
-            log.say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {NETNS}")
-            state = {"netns": NETNS, "pids": start_private_libvirt(NETNS, STATE_DIR)}
-        (STATE_DIR / "state.json").write_text(json.dumps(state) + "\n")
+        session, pids = open_session(NETNS, STATE_DIR, log.say)
+        state = {"netns": session.netns, "pids": pids}
+    state["lab"] = str(Path(lab_file).resolve())  # lab.down and lab.ssh act on this lab
+    (STATE_DIR / "state.json").write_text(json.dumps(state) + "\n")
     session = LibvirtSession(state["netns"])
     with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(base)})"):
         try:
@@ -135,7 +133,11 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
             f"remove it with ./inv lab.down")
 
 
-def lab_down(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
+def _lab_file(state: dict) -> Path:
+    return Path(state.get("lab") or LAB_FILE)
+
+
+def lab_down(artifacts: Path, echo=sys.stdout) -> None:
     state = _read_state()
     if state is None:
         print("no lab is up", file=echo)
@@ -146,7 +148,7 @@ def lab_down(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> Non
         with log.stage("vagrant destroy"):
             if daemon_answers(session):
                 log.run(session.wrap(["vagrant", "destroy", "--force"]), cwd=VAGRANT_DIR,
-                        env=_vagrant_env(catalog_base(artifacts), lab_file))
+                        env=_vagrant_env(catalog_base(artifacts), _lab_file(state)))
                 delete_volumes("golden-VAGRANTSLASH-", session, log)
     finally:
         if state["netns"]:
@@ -157,10 +159,10 @@ def lab_down(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> Non
             f"{', libvirt daemons stopped, namespace ' + NETNS + ' deleted' if state['netns'] else ''}")
 
 
-def lab_ssh(machine: str, command: str | None, artifacts: Path, lab_file: Path = LAB_FILE) -> int:
+def lab_ssh(machine: str, command: str | None, artifacts: Path) -> int:
     state = _read_state()
     if state is None:
         raise LabError("no lab is up: ./inv lab.up")
     args = ["vagrant", "ssh", machine] + (["-c", command] if command else [])
     return subprocess.run(LibvirtSession(state["netns"]).wrap(args), cwd=VAGRANT_DIR,
-                          env=_vagrant_env(catalog_base(artifacts), lab_file)).returncode
+                          env=_vagrant_env(catalog_base(artifacts), _lab_file(state))).returncode

@@ -3,3 +3,4 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROVISION_DIR = REPO / "provision"
+VAGRANT_DIR = REPO / "vagrant"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from golden.accel import probe_accelerator
-from golden.fresh_host import FreshHost
-from golden.runner import BuildLog
+from golden.vm.accel import probe_accelerator
+from golden.verify.fresh_host import FreshHost
+from golden.vm.runner import BuildLog
 
 
 def pytest_addoption(parser):

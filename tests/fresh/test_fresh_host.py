@@ -3,8 +3,8 @@ in by key, nobody else gets in, and the host has set itself up."""
 import paramiko
 import pytest
 
-from golden.fresh_host import HOSTNAME, USER
-from golden.vagrant_keys import insecure_key_pair
+from golden.verify.fresh_host import HOSTNAME, USER
+from golden.vm.keys import insecure_key_pair
 
 
 def _login(vm, user: str, **auth):

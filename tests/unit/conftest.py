@@ -1,4 +1,8 @@
+import io
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -36,3 +40,16 @@ def write_spec(images_dir):
 def need(tool: str):
     if not shutil.which(tool):
         pytest.fail(f"{tool} is not installed (./inv installs it)")
+
+
+def quiet_log(path: Path):
+    """A build log whose progress lines are not printed."""
+    from golden.vm.runner import BuildLog
+    return BuildLog(path, echo=io.StringIO())
+
+
+def offline_python(code: str, cache: Path) -> subprocess.CompletedProcess:
+    """Python code run with no network at all (a new network namespace), with
+    GOLDEN_CACHE=cache: what a build does when the archives are unreachable."""
+    return subprocess.run(["unshare", "--net", sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, GOLDEN_CACHE=str(cache)))

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from golden.catalog import write_local_catalog
+from golden.publish.catalog import write_local_catalog
 from golden.lab import LAB_FILE, LabError, Machine, check_catalogs, load_lab
-from golden.manifest import record_test, write_manifest
+from golden.build.manifest import record_test, write_manifest
 
 from conftest import REPO
 
@@ -69,3 +69,17 @@ def test_lab_refuses_an_image_without_a_tested_build(tmp_path):
     with pytest.raises(LabError, match=r"no tested box of 'web' in the catalog .*web/metadata.json: run ./inv test"):
         check_catalogs([Machine("w", "web")], str(artifacts), artifacts)
     assert not (artifacts / "web" / "metadata.json").exists()
+
+
+def test_lab_down_and_ssh_act_on_the_lab_that_was_brought_up(tmp_path, monkeypatch, capfd):
+    """lab.up --lab X records X: lab.ssh (and lab.down) hand it to the real
+    Vagrantfile, not the default layout (here X no longer exists, and the
+    Vagrantfile says so by name)."""
+    import golden.lab
+    from golden.lab import lab_ssh
+    monkeypatch.setattr(golden.lab, "STATE_DIR", tmp_path / ".lab")
+    (tmp_path / ".lab").mkdir()
+    other = tmp_path / "other-lab.yaml"
+    (tmp_path / ".lab" / "state.json").write_text(json.dumps({"netns": None, "pids": {}, "lab": str(other)}))
+    assert lab_ssh("golden-a", "true", tmp_path / "artifacts") != 0
+    assert str(other) in capfd.readouterr().err

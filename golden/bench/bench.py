@@ -1,0 +1,289 @@
+"""./inv bench: the build-speed and size figures measured in one run, each
+against its target, plus ADR-002's Unix socket vs TCP loopback claim.
+
+The run is kept apart from the user's work: it builds from a copy of the
+repository (the one-template change edits the copy) with an empty stage
+cache and its own artifacts directory, all under a temporary directory.
+Only one VM runs at a time. Writes artifacts/bench/<timestamp>.json, .md
+and -stages.png.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paramiko
+
+from golden import settings
+from golden.build import lock
+from golden.build.manifest import read_manifest
+from golden.build.stages import rootfs
+from golden.build.stages.package import unpack_box
+from golden.errors import GoldenError
+from golden.paths import REPO
+from golden.spec import load_spec
+from golden.verify.image import validate_artifact
+from golden.vm.accel import probe_accelerator
+from golden.vm.keys import insecure_key_pair
+from golden.vm.qemu import QemuVM
+from golden.vm.runner import BuildLog, capture
+
+# measure: (target, unit, what)
+TARGETS = {
+    "cold_build_s": (240, "s", "cold build, empty caches, mirror reachable"),
+    "noop_rebuild_s": (3, "s", "rebuild with nothing changed (archives checked, no VM started)"),
+    "template_rebuild_s": (120, "s", "rebuild after editing one provisioning template"),
+    "test_s": (180, "s", "./inv test image validation (boot, tests, destroy)"),
+    "boot_to_ssh_s": (20, "s", "boot of the built box to SSH ready"),
+    "box_mb": (250, "MB", "compressed box size"),
+}
+EDITED_TEMPLATE = Path("provision/templates/etc/hosts.j2")
+COPIED = ["tasks.py", "pyproject.toml", "golden", "images", "provision"]  # what a build reads
+
+
+class BenchError(GoldenError):
+    pass
+
+
+def _copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".vagrant"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _timed_build(repo: Path, image: str, env: dict, log: BuildLog) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build", "--image", image], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    seconds = round(time.monotonic() - start, 1)
+    log.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise BenchError(f"bench build failed; see {log.path}")
+    return seconds, proc.stdout
+
+
+def _stage_lines(build_log: Path) -> list[str]:
+    return [l for l in build_log.read_text().splitlines() if ": cached (" in l]
+
+
+def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out, err = stdout.read().decode(), stderr.read().decode()
+    if stdout.channel.recv_exit_status() != 0:
+        raise BenchError(f"{command!r} failed in the VM: {err.strip() or out.strip()}")
+    return out
+
+
+def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
+    """Boots the box's disk as a throwaway VM: time to SSH, then the socket
+    vs TCP benchmark inside it."""
+    disk = unpack_box(box, work / "box") / "box.img"
+    private, _ = insecure_key_pair()
+    vm = QemuVM([f"file={disk},format=qcow2,snapshot=on"], work / "bench-serial.log", accelerator, log)
+    start = time.monotonic()
+    vm.start()
+    try:
+        client = vm.login("vagrant", paramiko.PKey.from_path(private), timeout=600, step=0.5)
+        boot = round(time.monotonic() - start, 1)
+        sftp = client.open_sftp()
+        sftp.put(str(Path(__file__).with_name("socket_vs_tcp.sh")), "/tmp/bench.sh")
+        sftp.close()
+        out = _run(client, "sudo sh /tmp/bench.sh")
+        client.close()
+    finally:
+        vm.stop()
+    results = {"boot_to_ssh_s": boot}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        results[key] = float(value) if re.fullmatch(r"[0-9.]+", value) else None
+    return results
+
+
+def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log: BuildLog) -> int:
+    """Size of the image's rootfs tar built without the dpkg path-excludes
+    (pinned, from the bench's package cache): what the excludes save."""
+    spec = load_spec(repo / "images" / f"{image}.yaml")
+    pins = (lock.read_lock(lock.lock_path(spec)) or {}).get("rootfs")
+    out = work / "rootfs-with-docs"
+    out.mkdir()
+    with settings.environment(GOLDEN_CACHE=str(cache)):  # the bench's package cache
+        args, mirrors = lock.mmdebstrap_args(spec.base, pins, out, rootfs.all_packages(spec))
+        log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirrors, dpkg_options=[]))
+    size = (out / "rootfs.tar").stat().st_size
+    shutil.rmtree(out)
+    return size
+
+
+def size_steps(sizes: dict, without_excludes: int, without_fstrim: dict) -> list[tuple[str, float, float | None]]:
+    """(step, MB after it, MB it saved). without_fstrim: the sizes of the same
+    build with fstrim left out of the seal."""
+    def mb(size: int) -> float:
+        return round(size / 1e6, 1)
+    return [
+        ("rootfs tar, everything installed", mb(without_excludes), None),
+        ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", mb(sizes["rootfs_tar"]),
+         mb(without_excludes - sizes["rootfs_tar"])),
+        ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
+         mb(without_fstrim["sealed_qcow2"]), None),
+        ("sealed disk after fstrim (qcow2, compacted)", mb(sizes["sealed_qcow2"]),
+         mb(without_fstrim["sealed_qcow2"] - sizes["sealed_qcow2"])),
+        ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", mb(sizes["qcow2"]),
+         mb(sizes["sealed_qcow2"] - sizes["qcow2"])),
+        ("box: the sealed disk plus Vagrant's login, one zstd stream", mb(sizes["box"]),
+         mb(sizes["sealed_qcow2"] - sizes["box"])),
+        ("box if the seal had no fstrim", mb(without_fstrim["box"]), None),
+    ]
+
+
+def _ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def _chart(stages: dict[str, dict[str, float]], path: Path) -> None:
+    """Horizontal bars: seconds per stage, one group per run."""
+    from PIL import Image, ImageDraw
+    rows = [(run, stage, secs) for run, d in stages.items() for stage, secs in d.items()]
+    longest = max((s for _, _, s in rows), default=1) or 1
+    width, bar_h, left = 900, 22, 330
+    img = Image.new("RGB", (width, 50 + bar_h * len(rows)), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 10), "golden ./inv bench: seconds per stage", fill="black")
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for i, (run, stage, secs) in enumerate(rows):
+        y = 40 + i * bar_h
+        color = colors[list(stages).index(run) % len(colors)]
+        draw.text((10, y + 4), f"{run}: {stage}", fill="black")
+        draw.rectangle([left, y + 2, left + int((width - left - 80) * secs / longest), y + bar_h - 4], fill=color)
+        draw.text((left + int((width - left - 80) * secs / longest) + 6, y + 4), f"{secs:.1f}", fill="black")
+    img.save(path)
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# golden benchmark {report['started_at']}", "",
+             f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
+             f"{report['host']['accelerator']}, {report['host']['qemu']}.", "",
+             "| measure | value | target | met |", "| --- | --- | --- | --- |"]
+    for key, (target, unit, what) in TARGETS.items():
+        value = report["figures"].get(key)
+        met = "yes" if value is not None and value <= target else "no"
+        lines.append(f"| {what} | {value} {unit} | <= {target} {unit} | {met} |")
+    lines += ["", "Stage seconds:", ""]
+    for run, stages in report["stages"].items():
+        lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    lines += ["", f"Reused by the one-template rebuild: {', '.join(report['template_rebuild_reused']) or 'nothing'}",
+              "", "## Unix socket vs TCP loopback (ADR-002), inside a VM of the image", "",
+              "| measure | socket | TCP 127.0.0.1 | socket / TCP |", "| --- | --- | --- | --- |"]
+    s = report["socket_vs_tcp"]
+    for label, key in (("pgbench select-only tps", "pgbench_{}_tps"),
+                       ("pgbench latency (ms, lower is better)", "pgbench_{}_latency_ms"),
+                       ("valkey-benchmark SET req/s", "valkey_{}_SET_rps"),
+                       ("valkey-benchmark GET req/s", "valkey_{}_GET_rps")):
+        sock, tcp = s.get(key.format("socket")), s.get(key.format("tcp"))
+        lines.append(f"| {label} | {sock} | {tcp} | {_ratio(sock, tcp)} |")
+    if report.get("size_steps"):
+        lines += ["", "## Where the size goes", "", "| step | MB | saved MB |", "| --- | --- | --- |"]
+        lines += [f"| {step} | {size} | {saved if saved is not None else ''} |"
+                  for step, size, saved in report["size_steps"]]
+    lines += ["", "Reproduce: `./inv bench` (about 20 minutes on 2 cores under TCG).", ""]
+    return "\n".join(lines)
+
+
+def _measure_builds(repo: Path, image: str, env: dict, artifacts: Path, log: BuildLog) -> tuple[dict, dict, Path]:
+    """Cold build, no-op rebuild, one-template rebuild: (figures, stage times, the last artifact)."""
+    figures, stages = {}, {}
+    with log.stage("cold build (empty cache)"):
+        figures["cold_build_s"], _ = _timed_build(repo, image, env, log)
+    first = (artifacts / image / "latest").resolve()
+    stages["cold build"] = read_manifest(first / "manifest.json")["stages"]
+    with log.stage("rebuild, nothing changed"):
+        figures["noop_rebuild_s"], out = _timed_build(repo, image, env, log)
+        if "up to date" not in out:
+            raise BenchError("the no-op rebuild built something")
+    with log.stage(f"rebuild after editing {EDITED_TEMPLATE}"):
+        with (repo / EDITED_TEMPLATE).open("a") as f:
+            f.write("# bench: one provisioning template changed\n")
+        figures["template_rebuild_s"], _ = _timed_build(repo, image, env, log)
+    second = (artifacts / image / "latest").resolve()
+    stages["template rebuild"] = read_manifest(second / "manifest.json")["stages"]
+    return figures, stages, second
+
+
+def _sizes_without_fstrim(repo: Path, image: str, env: dict, artifacts: Path, log: BuildLog) -> dict:
+    with log.stage("rebuild with no fstrim in the seal (size comparison)"):
+        seal = repo / "provision" / "90-seal.sh"
+        if "\nfstrim -v /\n" not in seal.read_text():
+            raise BenchError(f"{seal.name} no longer runs 'fstrim -v /': update the bench")
+        seal.write_text(seal.read_text().replace("\nfstrim -v /\n", "\n"))
+        _timed_build(repo, image, env, log)
+        return read_manifest((artifacts / image / "latest").resolve() / "manifest.json")["sizes"]
+
+
+def _report(started, image: str, accelerator: str, figures: dict, stages: dict, reused: list, steps: list,
+            vm_results: dict) -> dict:
+    return {
+        "started_at": started.isoformat(timespec="seconds"), "image": image,
+        "host": {"cores": os.cpu_count(), "accelerator": accelerator,
+                 "qemu": capture(["qemu-system-x86_64", "--version"]).splitlines()[0]},
+        "figures": figures,
+        "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None and figures[k] <= t}
+                    for k, (t, u, w) in TARGETS.items()},
+        "stages": stages, "template_rebuild_reused": reused, "size_steps": steps,
+        "socket_vs_tcp": dict(vm_results, ratios={
+            "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
+            "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),
+            "valkey_GET": _ratio(vm_results.get("valkey_socket_GET_rps"), vm_results.get("valkey_tcp_GET_rps")),
+        }),
+    }
+
+
+def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
+    started = dt.datetime.now(dt.timezone.utc)
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = BuildLog(out_dir / f"{stamp}.log", echo=echo)
+    accelerator = probe_accelerator()
+    work = Path(tempfile.mkdtemp(prefix="golden-bench-"))
+    try:
+        repo = _copy_repo(work / "repo")
+        artifacts = work / "artifacts"
+        env = dict(os.environ, GOLDEN_CACHE=str(work / "cache"), GOLDEN_ARTIFACTS=str(artifacts))
+        figures, stages, second = _measure_builds(repo, image, env, artifacts, log)
+        reused = [l.split(":")[0].split()[-1] for l in _stage_lines(second / "build.log")]
+        with log.stage("image validation (./inv test's image part)"):
+            start = time.monotonic()
+            validate_artifact(second, echo=echo)
+            figures["test_s"] = round(time.monotonic() - start, 1)
+        stages["validation"] = {m.group(1): float(m.group(2)) for m in re.finditer(
+            r"<== (.+?) done in ([0-9.]+)s", (second / "test.log").read_text())}
+        box = next(second.glob("*.libvirt.box"))
+        figures["box_mb"] = round(box.stat().st_size / 1e6, 1)
+        figures["qcow2_mb"] = round(next(second.glob("*.qcow2")).stat().st_size / 1e6, 1)
+        with log.stage("rootfs without dpkg path-excludes (size comparison)"):
+            without_excludes = rootfs_without_excludes(repo, image, work / "cache", work, log)
+        with log.stage("boot to SSH, then socket vs TCP in the VM"):
+            vm_results = boot_and_socket_bench(box, work, accelerator, log)
+        figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
+        without_fstrim = _sizes_without_fstrim(repo, image, env, artifacts, log)
+        report = _report(started, image, accelerator, figures, stages, reused, size_steps(
+            read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results)
+        json_path = out_dir / f"{stamp}.json"
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / f"{stamp}.md").write_text(_markdown(report))
+        _chart(stages, out_dir / f"{stamp}-stages.png")
+        log.say(f"bench report: {json_path.with_suffix('.md')}")
+        return json_path
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

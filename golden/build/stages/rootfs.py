@@ -1,0 +1,66 @@
+"""Stage rootfs: mmdebstrap of the spec's suite with every package installed.
+
+Installing here runs at native speed; the VM boot later only configures and
+seals. Cache entry: rootfs.tar, packages.tsv (name, version), and the kernel
+and initrd of the first (direct kernel) boot.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from golden.build import mmdebstrap
+from golden.build.cache import hash_files
+from golden.paths import PROVISION_DIR
+from golden.spec import ImageSpec
+from golden.vm.runner import BuildLog
+
+CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
+FILES = ["provision/rootfs/customize.sh"]  # read by the code (pipeline.code_digest)
+SECTION = "rootfs"  # of the lock
+# The base every image needs to boot, log in and be provisioned. The cloud
+# kernel has the drivers of virtual machines only (virtio, the clouds' NICs
+# and disks): a third of the generic kernel's modules, and a smaller initrd.
+BASE_PACKAGES = ["linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
+                 "sudo", "grub-pc", "iproute2", "cloud-init"]
+
+
+def all_packages(spec: ImageSpec) -> list[str]:
+    return sorted(set(BASE_PACKAGES) | set(spec.packages))
+
+
+def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path, package_args: list[str],
+                       mirrors: list[str], dpkg_options: list[str] = mmdebstrap.DPKG_OPTIONS) -> list[str]:
+    return mmdebstrap.command(
+        spec, variant=spec.base.variant, packages=all_packages(spec), target=out_dir / "rootfs.tar",
+        packages_file=out_dir / "packages.tsv", package_args=package_args, mirrors=mirrors,
+        dpkg_options=dpkg_options,
+        hooks=[f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}',
+               f'--customize-hook=cp -L "$1/vmlinuz" {out_dir}/vmlinuz',
+               f'--customize-hook=cp -L "$1/initrd.img" {out_dir}/initrd.img'])
+
+
+def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildLog,
+                 pins: dict[str, str] | None = None) -> None:
+    """pins: the lock's versions (None: the archives' current ones)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mmdebstrap.run(spec, SECTION, all_packages(spec), pins, log,
+                   lambda args, mirrors: mmdebstrap_command(spec, out_dir, login_pubkey, args, mirrors),
+                   out_dir / "packages.tsv")
+
+
+def read_packages(out_dir: Path) -> dict[str, str]:
+    return mmdebstrap.read_packages(out_dir / "packages.tsv")
+
+
+def entries(ctx) -> dict[str, dict]:
+    """The cache entry this stage uses, and everything it reads."""
+    return {SECTION: dict(base=ctx.spec.base, packages=all_packages(ctx.spec), tool=mmdebstrap.version(),
+                          pins=ctx.pins(SECTION), archive=ctx.archive_digest(),
+                          login_key=hash_files([ctx.login_key[1]]))}
+
+
+def run(ctx) -> None:
+    entry = ctx.cached("rootfs", SECTION, lambda d: build_rootfs(ctx.spec, d, ctx.login_key[1], ctx.log,
+                                                                  ctx.pins(SECTION)))
+    ctx.require_current(read_packages(entry), SECTION)
+    ctx.results["rootfs"] = entry

@@ -1,0 +1,61 @@
+"""Vagrant box catalogs (metadata.json): the published repository's, and the
+one for local artifacts that the lab uses by default.
+
+Format: name, description, versions[] newest first, each with one libvirt
+provider (url, checksum_type sha256, checksum, architecture amd64).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from golden.build.manifest import read_manifest
+
+CATALOG = "metadata.json"
+
+
+def box_file(manifest: dict) -> dict:
+    return next(f for f in manifest["files"] if f["name"].endswith(".libvirt.box"))
+
+
+def version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def new_catalog(manifest: dict) -> dict:
+    return {"name": f"golden/{manifest['name']}", "description": manifest.get("description", ""), "versions": []}
+
+
+def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None = None) -> tuple[dict, list[str]]:
+    """The catalog with manifest's version added (replacing an entry of the same
+    version), newest first, cut to `keep` versions; and the versions cut."""
+    entry = {"version": manifest["version"],
+             "providers": [{"name": "libvirt", "url": box_url, "checksum_type": "sha256",
+                            "checksum": box_file(manifest)["sha256"], "architecture": "amd64"}]}
+    versions = [v for v in catalog["versions"] if v["version"] != manifest["version"]] + [entry]
+    versions.sort(key=lambda v: version_key(v["version"]), reverse=True)
+    kept = versions[:keep] if keep else versions
+    return dict(catalog, versions=kept), [v["version"] for v in versions[len(kept):]]
+
+
+def write_local_catalog(image_dir: Path) -> Path | None:
+    """artifacts/<name>/metadata.json listing the versions that passed ./inv
+    test (none: no catalog). Replaced atomically."""
+    catalog = None
+    for version_dir in sorted(p.parent for p in Path(image_dir).glob("*/manifest.json")):
+        if version_dir.is_symlink() or version_dir.name.startswith("."):
+            continue
+        manifest = read_manifest(version_dir / "manifest.json")
+        if not (manifest.get("test") or {}).get("passed"):
+            continue
+        catalog = catalog or new_catalog(manifest)
+        catalog, _ = with_version(catalog, manifest, (version_dir / box_file(manifest)["name"]).resolve().as_uri())
+    path = Path(image_dir) / CATALOG
+    if catalog is None:
+        path.unlink(missing_ok=True)
+        return None
+    tmp = path.with_name(f".{CATALOG}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path

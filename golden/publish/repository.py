@@ -1,0 +1,193 @@
+"""Where published images go: a directory, or an HTTP(S) WebDAV server.
+
+Both offer the few operations publishing needs, each safe to interrupt:
+files are uploaded under a temporary name and moved into place (rename for
+a directory, WebDAV MOVE over HTTP), and a lock serialises publishers
+(flock for a directory, an MKCOL-created collection over HTTP).
+Paths are relative to the repository root, with '/' separators; a path
+ending in '/' is a directory (collection).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from golden import settings
+from golden.errors import GoldenError
+
+
+class RepositoryError(GoldenError):
+    pass
+
+
+def open_repository(target: str | Path) -> "DirectoryRepository | HttpRepository":
+    text = str(target)
+    if text.startswith(("http://", "https://")):
+        return HttpRepository(text)
+    if "://" in text:
+        raise RepositoryError(f"{text}: expected a directory or an http(s):// URL")
+    return DirectoryRepository(Path(text))
+
+
+class DirectoryRepository:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def _path(self, rel: str) -> Path:
+        return self.root / rel.rstrip("/")
+
+    def url(self, rel: str) -> str:
+        return self._path(rel).resolve().as_uri()
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return self._path(rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def upload(self, local: Path, rel: str) -> None:
+        dest = self._path(rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    def move(self, src: str, dest: str) -> None:
+        """Replaces dest with src; a directory dest is removed first."""
+        source, target = self._path(src), self._path(dest)
+        if source.is_dir() and target.exists():
+            shutil.rmtree(target)
+        os.replace(source, target)
+
+    def delete(self, rel: str) -> None:
+        path = self._path(rel)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def sha256(self, rel: str) -> str | None:
+        path = self._path(rel)
+        return _sha256_chunks(path.open("rb")) if path.is_file() else None
+
+    @contextmanager
+    def lock(self, rel: str):
+        path = self._path(rel)
+        path.mkdir(parents=True, exist_ok=True)
+        with (path / ".publish.lock").open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel even after kill -9
+            yield
+
+
+class HttpRepository:
+    """A WebDAV server (e.g. nginx's dav module): GET, PUT, MOVE, MKCOL, DELETE.
+
+    Credentials come from the environment only: GOLDEN_PUBLISH_TOKEN (a
+    bearer token) or GOLDEN_PUBLISH_USER and GOLDEN_PUBLISH_PASSWORD (basic
+    auth). They never appear in URLs, messages or logs.
+    """
+    def __init__(self, base: str):
+        import requests  # only HTTP targets need it
+        parts = urlsplit(base)
+        if parts.username or parts.password:
+            raise RepositoryError("credentials in the URL are refused: set GOLDEN_PUBLISH_USER and "
+                                  "GOLDEN_PUBLISH_PASSWORD (or GOLDEN_PUBLISH_TOKEN) instead")
+        self.base = base.rstrip("/") + "/"
+        self.session = requests.Session()
+        credentials = settings.publish_credentials()
+        if "token" in credentials:
+            self.session.headers["Authorization"] = f"Bearer {credentials['token']}"
+        elif "user" in credentials:
+            self.session.auth = (credentials["user"], credentials["password"])
+
+    def __str__(self) -> str:
+        return self.base
+
+    def url(self, rel: str) -> str:
+        return self.base + rel
+
+    def _request(self, method: str, rel: str, ok=(200, 201, 204), **kwargs):
+        import requests
+        try:
+            response = self.session.request(method, self.url(rel), timeout=(10, 300), **kwargs)
+        except requests.RequestException as exc:
+            raise RepositoryError(f"{method} {self.url(rel)}: {type(exc).__name__}: {exc}") from None
+        if response.status_code not in ok:
+            hint = " (check GOLDEN_PUBLISH_USER/GOLDEN_PUBLISH_PASSWORD or GOLDEN_PUBLISH_TOKEN)" \
+                if response.status_code in (401, 403) else ""
+            raise RepositoryError(f"{method} {self.url(rel)}: HTTP {response.status_code} {response.reason}{hint}")
+        return response
+
+    def read(self, rel: str) -> bytes | None:
+        response = self._request("GET", rel, ok=(200, 404))
+        return None if response.status_code == 404 else response.content
+
+    def upload(self, local: Path, rel: str) -> None:
+        with Path(local).open("rb") as f:
+            self._request("PUT", rel, data=f)
+
+    def move(self, src: str, dest: str) -> None:
+        self._request("MOVE", src, headers={"Destination": self.url(dest), "Overwrite": "T"})
+
+    def delete(self, rel: str) -> None:
+        self._request("DELETE", rel, ok=(200, 204, 404), headers={"Depth": "infinity"} if rel.endswith("/") else {})
+
+    def sha256(self, rel: str) -> str | None:
+        response = self._request("GET", rel, ok=(200, 404), stream=True)
+        if response.status_code == 404:
+            return None
+        with response:
+            return _sha256_chunks(response.raw, read=lambda f: f.read(1 << 20, decode_content=True))
+
+    @contextmanager
+    def lock(self, rel: str):
+        """MKCOL creates a collection only if it does not exist yet: the lock.
+        Its `owner` file names the holder; a holder on this machine whose
+        process is gone (killed mid-publish) left a stale lock, removed here."""
+        self._request("MKCOL", rel.rstrip("/") + "/", ok=(201, 405))  # the image's collection
+        lock = rel.rstrip("/") + "/.publish.lock/"
+        deadline = time.monotonic() + settings.publish_lock_timeout()
+        while self._request("MKCOL", lock, ok=(201, 405)).status_code == 405:
+            owner = (self.read(lock + "owner") or b"").decode(errors="replace").strip()
+            if _is_stale(owner):
+                self.delete(lock)
+                continue
+            if time.monotonic() > deadline:
+                raise RepositoryError(f"{self.url(lock)} is held by another publish ({owner or 'owner unknown'}). "
+                                      f"If none is running, remove it: curl -X DELETE {self.url(lock)}")
+            time.sleep(2)
+        try:
+            self._request("PUT", lock + "owner", data=f"{socket.gethostname()} {os.getpid()}\n".encode())
+            yield
+        finally:
+            self.delete(lock)
+
+
+def _is_stale(owner: str) -> bool:
+    """An owner "<host> <pid>" on this host whose process no longer exists."""
+    host, _, pid = owner.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _sha256_chunks(f, read=lambda f: f.read(1 << 20)) -> str:
+    h = hashlib.sha256()
+    with f:
+        while chunk := read(f):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,74 @@
+"""Every environment variable golden reads, read when asked (never at import
+time), so a caller may change the environment between calls."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from golden.paths import REPO
+
+
+def _get(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def cache_dir() -> Path:
+    """$GOLDEN_CACHE, or $XDG_CACHE_HOME/golden, or ~/.cache/golden."""
+    if _get("GOLDEN_CACHE"):
+        return Path(_get("GOLDEN_CACHE"))
+    return Path(_get("XDG_CACHE_HOME") or Path.home() / ".cache") / "golden"
+
+
+def artifacts_dir() -> Path:
+    return Path(_get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
+
+
+def images_dir() -> Path:
+    return Path(_get("GOLDEN_IMAGES") or REPO / "images")
+
+
+def accelerator_override() -> str:
+    """GOLDEN_ACCEL (kvm or tcg), lowercased; empty: probe."""
+    return _get("GOLDEN_ACCEL").lower()
+
+
+def catalog() -> str:
+    """GOLDEN_CATALOG: the box repository labs take their boxes from (empty: the local artifacts)."""
+    return _get("GOLDEN_CATALOG")
+
+
+def signing_key() -> Path:
+    return Path(_get("GOLDEN_SIGNING_KEY") or Path.home() / ".config" / "golden" / "signing_key")
+
+
+def allowed_signers() -> Path | None:
+    return Path(_get("GOLDEN_ALLOWED_SIGNERS")) if _get("GOLDEN_ALLOWED_SIGNERS") else None
+
+
+def publish_credentials() -> dict:
+    """{'token': ...} or {'user': ..., 'password': ...} or {} (never printed)."""
+    if _get("GOLDEN_PUBLISH_TOKEN"):
+        return {"token": os.environ["GOLDEN_PUBLISH_TOKEN"]}
+    if _get("GOLDEN_PUBLISH_USER"):
+        return {"user": os.environ["GOLDEN_PUBLISH_USER"], "password": os.environ.get("GOLDEN_PUBLISH_PASSWORD", "")}
+    return {}
+
+
+def publish_lock_timeout() -> float:
+    return float(_get("GOLDEN_PUBLISH_LOCK_TIMEOUT") or 600)
+
+
+@contextmanager
+def environment(**values: str):
+    """Runs a block with these variables set (e.g. the bench's own GOLDEN_CACHE)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

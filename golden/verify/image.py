@@ -1,0 +1,68 @@
+"""./inv test, image part: boot the built box in Vagrant and run tests/image
+with testinfra, then boot the qcow2 as a fresh host with plain QEMU and a
+cloud-init seed and run tests/fresh; write both JUnit reports and the
+verdict into the manifest.
+
+The VMs, the box and its libvirt volume are always removed, also when the
+tests fail or the run is interrupted.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from golden.build.manifest import read_manifest, record_test
+from golden.publish.catalog import write_local_catalog
+from golden.verify.junit import Counts, junit_counts, run_pytest
+from golden.vm.libvirt import libvirt_session
+from golden.vm.runner import BuildLog
+from golden.vm.vagrant import VagrantVMs
+
+# One VM from the box. That each host makes its own identity is checked on
+# it (its identity files are newer than its first boot) and on the fresh host.
+MACHINES = ["golden-a"]
+
+
+def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
+    manifest_path = artifact / "manifest.json"
+    manifest = read_manifest(manifest_path)
+    name, version = manifest["name"], manifest["version"]
+    report, fresh_report = artifact / "test-report.xml", artifact / "fresh-host-report.xml"
+    report.unlink(missing_ok=True)
+    fresh_report.unlink(missing_ok=True)
+    log = BuildLog(artifact / "test.log", echo=echo)
+    log.say(f"validating {name} {version} in Vagrant; log: {log.path}")
+    work = Path(tempfile.mkdtemp(prefix=f"golden-test-{name}-"))
+    try:
+        with libvirt_session(work, say=log.say) as session:
+            vms = VagrantVMs(artifact / f"{name}-{version}.libvirt.box", f"golden-{name}-{version}",
+                             MACHINES, work, session, log)
+            try:
+                with log.stage("vagrant up"):
+                    vms.add_box()
+                    vms.up()
+                ssh_config = vms.write_ssh_config(work / "ssh-config")
+                with log.stage("tests/image"):
+                    run_pytest("image", report, f"--hosts=paramiko://{MACHINES[0]}", f"--ssh-config={ssh_config}",
+                               f"--golden-manifest={manifest_path}", wrap=session.wrap)
+            finally:
+                with log.stage("destroy"):
+                    vms.destroy()
+        for daemon_log in work.glob("*.log"):
+            log.write(f"---- {daemon_log.name} ----\n" + daemon_log.read_text(errors="replace"))
+        with log.stage("tests/fresh (qcow2, QEMU, cloud-init seed)"):
+            run_pytest("fresh", fresh_report, f"--golden-qcow2={artifact / f'{name}-{version}.qcow2'}",
+                       f"--golden-manifest={manifest_path}", f"--golden-log={log.path}")
+    finally:
+        suites = [junit_counts(r) for r in (report, fresh_report)]
+        counts = suites[0] + suites[1]
+        passed = all(c.tests > 0 for c in suites) and counts.failures == 0
+        record_test(manifest_path, passed, counts.tests, counts.failures,
+                    [r.name for r in (report, fresh_report) if r.is_file()])
+        write_local_catalog(artifact.parent)  # the lab's default catalog: tested builds only
+        shutil.rmtree(work, ignore_errors=True)
+    log.say(f"{name} {version}: {'PASSED' if passed else 'FAILED'} "
+            f"({counts.passed} passed, {counts.failures} failed)")
+    return counts

@@ -1,0 +1,48 @@
+"""pytest runs of the test suite, and their JUnit reports."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from golden.paths import REPO
+
+
+def pytest_command(tests: str, report: Path, *options: str) -> list[str]:
+    """pytest on tests/<tests>, writing a JUnit report (xunit1: counts per suite)."""
+    return [sys.executable, "-m", "pytest", str(REPO / "tests" / tests), "-p", "no:cacheprovider",
+            f"--junitxml={report}", "-o", "junit_family=xunit1", *options]
+
+
+def run_pytest(tests: str, report: Path, *options: str, wrap=lambda cmd: cmd) -> int:
+    """Runs pytest_command (wrap: e.g. into a network namespace); returns its exit code."""
+    return subprocess.run(wrap(pytest_command(tests, report, *options)), cwd=REPO).returncode
+
+
+@dataclass
+class Counts:
+    tests: int = 0
+    failures: int = 0
+    skipped: int = 0
+
+    @property
+    def passed(self) -> int:
+        return self.tests - self.failures - self.skipped
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tests + other.tests, self.failures + other.failures, self.skipped + other.skipped)
+
+
+def junit_counts(report: Path) -> Counts:
+    """Counts from a pytest JUnit report; a missing report counts as nothing run."""
+    if not report.is_file():
+        return Counts()
+    root = ET.parse(report).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = Counts()
+    for s in suites:
+        counts += Counts(int(s.get("tests", 0)), int(s.get("failures", 0)) + int(s.get("errors", 0)),
+                         int(s.get("skipped", 0)))
+    return counts

@@ -1,0 +1,60 @@
+"""./inv test: the unit tests, then every image built if needed and
+validated (golden.verify.image), then the lab up and down. Ends with one
+'N passed, N failed' line."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from golden.build.manifest import read_manifest
+from golden.build.pipeline import build_images
+from golden.lab import load_lab
+from golden.verify.image import validate_artifact
+from golden.verify.junit import Counts, junit_counts, run_pytest
+
+TEST_BUILD_JOBS = 2
+
+
+def run_unit_tests(report: Path) -> tuple[int, Counts]:
+    return run_pytest("unit", report), junit_counts(report)
+
+
+def run_lab_test(echo=sys.stdout) -> Counts:
+    print("lab: ./inv lab.up, then ./inv lab.down (tests/lab)", file=echo, flush=True)
+    with tempfile.TemporaryDirectory(prefix="golden-lab-test-") as tmp:
+        report = Path(tmp) / "lab.xml"
+        run_pytest("lab", report)
+        return junit_counts(report)
+
+
+def run_test_suite(specs, echo=sys.stdout) -> bool:
+    """tests/unit, then each image validated. Images with no artifact of their
+    current inputs are built first, as `./inv build --all -j 2` would: the
+    stages they share are built once. Ends with one 'N passed, N failed' line."""
+    total = Counts()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="golden-unit-") as tmp:
+        rc, counts = run_unit_tests(Path(tmp) / "unit.xml")
+    total += counts
+    if rc != 0 or counts.tests == 0:
+        ok = False
+        print("unit tests failed: images not validated", file=echo)
+    else:
+        # Up-to-date artifacts are reused; the others are built (current packages, see freshness.py).
+        built = dict(zip([s.name for s in specs], build_images(specs, jobs=TEST_BUILD_JOBS, echo=echo)))
+        for spec in specs:
+            artifact = built[spec.name]
+            counts = validate_artifact(artifact, echo=echo)
+            total += counts
+            ok = ok and read_manifest(artifact / "manifest.json")["test"]["passed"]
+        lab_images = {m.image for m in load_lab()}
+        if ok and lab_images <= {s.name for s in specs}:
+            counts = run_lab_test(echo)
+            total += counts
+            ok = ok and counts.tests > 0 and counts.failures == 0
+        else:
+            print(f"lab test (./inv lab.up/down): not run; it needs every lab image "
+                  f"({', '.join(sorted(lab_images))}) validated in this run", file=echo)
+    print(f"test: {total.passed} passed, {total.failures} failed", file=echo)
+    return ok and total.tests > 0

@@ -1,0 +1,62 @@
+"""The benchmark's report: figures against targets, Markdown, PNG chart, and
+the guest script it runs (the measurements themselves run in ./inv bench)."""
+import subprocess
+
+from golden.bench.bench import TARGETS, _chart, _markdown, size_steps
+
+from conftest import REPO
+
+REPORT = {
+    "started_at": "2026-11-23T01:00:00+00:00", "image": "infra",
+    "host": {"cores": 2, "accelerator": "tcg", "qemu": "QEMU emulator version 10.0.2"},
+    "figures": {"cold_build_s": 250.0, "noop_rebuild_s": 1.2, "template_rebuild_s": 110.0, "test_s": 400.0,
+                "boot_to_ssh_s": 19.5, "box_mb": 517.2, "qcow2_mb": 517.1},
+    "stages": {"cold build": {"rootfs": 80.0, "disk": 5.0, "provision": 100.0, "package": 17.0},
+               "template rebuild": {"rootfs": 2.0, "disk": 1.0, "provision": 95.0, "package": 16.0}},
+    "template_rebuild_reused": ["rootfs", "disk", "container"],
+    "socket_vs_tcp": {"pgbench_socket_tps": 900.0, "pgbench_tcp_tps": 600.0, "pgbench_socket_latency_ms": 4.4,
+                      "pgbench_tcp_latency_ms": 6.6, "valkey_socket_SET_rps": 20000.0, "valkey_tcp_SET_rps": 10000.0,
+                      "valkey_socket_GET_rps": 21000.0, "valkey_tcp_GET_rps": None},
+}
+
+
+def test_markdown_shows_each_figure_against_its_target():
+    md = _markdown(REPORT)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["cold build, empty caches, mirror reachable"].endswith("| 250.0 s | <= 240 s | no |")
+    assert rows["rebuild with nothing changed (archives checked, no VM started)"].endswith("| 1.2 s | <= 3 s | yes |")
+    assert rows["boot of the built box to SSH ready"].endswith("| 19.5 s | <= 20 s | yes |")
+    assert rows["compressed box size"].endswith("| 517.2 MB | <= 250 MB | no |")
+    assert len([r for r in rows.values() if r.endswith((" yes |", " no |"))]) == len(TARGETS)
+    assert rows["pgbench select-only tps"] == "| pgbench select-only tps | 900.0 | 600.0 | 1.5 |"
+    assert rows["valkey-benchmark GET req/s"].endswith("| 21000.0 | None | None |")  # missing, not invented
+    assert "2 cores, accelerator tcg" in md
+
+
+def test_chart_is_a_png_with_a_bar_per_stage(tmp_path):
+    path = tmp_path / "stages.png"
+    _chart(REPORT["stages"], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+    with Image.open(path) as img:
+        assert img.size == (900, 50 + 22 * 8)
+
+
+def test_guest_script_is_valid_shell():
+    assert subprocess.run(["sh", "-n", str(REPO / "golden" / "bench" / "socket_vs_tcp.sh")]).returncode == 0
+
+
+def test_size_steps_show_what_each_step_saves():
+    steps = size_steps({"rootfs_tar": 900_000_000, "sealed_qcow2": 1_100_000_000, "qcow2": 500_000_000,
+                        "box": 400_000_000}, without_excludes=985_000_000,
+                       without_fstrim={"sealed_qcow2": 1_300_000_000, "box": 450_000_000})
+    assert steps[1] == ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", 900.0, 85.0)
+    assert steps[2] == ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
+                        1300.0, None)
+    assert steps[3] == ("sealed disk after fstrim (qcow2, compacted)", 1100.0, 200.0)
+    assert steps[4] == ("qcow2, zstd-compressed cluster by cluster (the fresh-host image)", 500.0, 600.0)
+    assert steps[5] == ("box: the sealed disk plus Vagrant's login, one zstd stream", 400.0, 700.0)
+    assert steps[6] == ("box if the seal had no fstrim", 450.0, None)
+    md = _markdown(dict(REPORT, size_steps=steps))
+    assert "| qcow2, zstd-compressed cluster by cluster (the fresh-host image) | 500.0 | 600.0 |" in md
+    assert "| rootfs tar, everything installed | 985.0 |  |" in md

@@ -1,0 +1,99 @@
+"""The stage cache: entries are reused only when intact; damaged ones and
+--force rebuild; a failing stage leaves nothing behind."""
+import pytest
+
+from golden.build.cache import cached_stage
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def say(self, text):
+        self.lines.append(text)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _entries(kind_dir):
+    return sorted(p.name for p in kind_dir.iterdir())
+
+
+def _stage(calls):
+    def build(d):
+        calls.append(d)
+        (d / "sub").mkdir()
+        (d / "rootfs.tar").write_bytes(b"tar" * 1000)
+        (d / "sub" / "packages.tsv").write_text(f"build {len(calls)}\n")
+    return build
+
+
+def test_entry_is_reused_while_intact(cache):
+    calls, log = [], Log()
+    first = cached_stage("rootfs", "k1", _stage(calls), log)
+    second = cached_stage("rootfs", "k1", _stage(calls), log)
+    assert first == second == cache / "rootfs" / "k1"
+    assert len(calls) == 1 and log.lines == ["    rootfs: cached (k1)"]
+    assert (first / "sub" / "packages.tsv").read_text() == "build 1\n"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda e: (e / "rootfs.tar").write_bytes(b"tar" * 999),      # a changed file
+    lambda e: (e / "sub" / "packages.tsv").unlink(),              # a missing file
+    lambda e: (e / "extra").write_text("x"),                      # a stray file
+    lambda e: (e / ".sha256sums").unlink(),                       # no checksums (half-copied cache)
+])
+def test_damaged_entry_is_rebuilt_not_used(cache, damage):
+    calls, log = [], Log()
+    entry = cached_stage("rootfs", "k1", _stage(calls), log)
+    damage(entry)
+    again = cached_stage("rootfs", "k1", _stage(calls), log)
+    assert len(calls) == 2
+    assert log.lines == ["    rootfs: cache entry k1 is damaged (checksums differ): rebuilding it"]
+    assert (again / "rootfs.tar").read_bytes() == b"tar" * 1000 and not (again / "extra").exists()
+    assert _entries(cache / "rootfs") == ["k1"]
+    cached_stage("rootfs", "k1", _stage(calls), log)
+    assert len(calls) == 2  # the rebuilt entry is intact
+
+
+def test_force_rebuilds_an_intact_entry(cache):
+    calls, log = [], Log()
+    cached_stage("disk", "k2", _stage(calls), log)
+    entry = cached_stage("disk", "k2", _stage(calls), log, force=True)
+    assert len(calls) == 2 and (entry / "sub" / "packages.tsv").read_text() == "build 2\n"
+    assert _entries(cache / "disk") == ["k2"]
+
+
+def test_failing_stage_leaves_no_entry(cache):
+    def broken(d):
+        (d / "half.tar").write_bytes(b"half")
+        raise RuntimeError("mmdebstrap failed")
+    with pytest.raises(RuntimeError):
+        cached_stage("rootfs", "k3", broken, Log())
+    assert _entries(cache / "rootfs") == []
+
+
+def test_parallel_builds_share_an_entry_built_once(cache):
+    """Two image builds needing the same stage (as infra and infra-open do):
+    one builds it, the other waits and reuses it."""
+    import threading
+    import time
+    calls, results = [], []
+
+    def slow(d):
+        calls.append(d)
+        time.sleep(1)
+        (d / "rootfs.tar").write_bytes(b"tar")
+
+    threads = [threading.Thread(target=lambda: results.append(cached_stage("rootfs", "shared", slow, Log())))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert results == [cache / "rootfs" / "shared"] * 2

@@ -1,0 +1,82 @@
+import os
+
+from golden.build.cache import hash_files
+from golden.build.clean import clean_cache, clean_image
+
+
+def _version(image_dir, version):
+    d = image_dir / version
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text("{}\n")
+    return d
+
+
+def test_clean_removes_failed_builds_and_old_versions(tmp_path):
+    image_dir = tmp_path / "infra"
+    old, mid, new = (_version(image_dir, v) for v in ("20261120.100000", "20261121.100000", "20261122.100000"))
+    failed = image_dir / ".20261122.110000.partial"
+    failed.mkdir()
+    (failed / "build.log").write_text("failed\n")
+    os.symlink(new.name, image_dir / "latest")
+    removed = clean_image(image_dir, keep=2, say=lambda *_: None)
+    assert sorted(p.name for p in removed) == [".20261122.110000.partial", "20261120.100000"]
+    assert sorted(p.name for p in image_dir.iterdir()) == ["20261121.100000", "20261122.100000", "latest"]
+    clean_image(image_dir, keep=1, say=lambda *_: None)
+    assert (image_dir / "latest").resolve() == new and not mid.exists() and not old.exists()
+
+
+def test_clean_never_removes_what_latest_points_to(tmp_path):
+    image_dir = tmp_path / "infra"
+    older = _version(image_dir, "20261120.100000")
+    _version(image_dir, "20261122.100000")
+    os.symlink(older.name, image_dir / "latest")  # e.g. a rebuilt version was rolled back
+    clean_image(image_dir, keep=1, say=lambda *_: None)
+    assert older.exists()
+
+
+def test_clean_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "rootfs" / "abc").mkdir(parents=True)
+    clean_cache(say=lambda *_: None)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_stage_keys_follow_file_places(tmp_path, monkeypatch):
+    import golden.build.cache
+    monkeypatch.setattr(golden.build.cache, "REPO", tmp_path)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.conf").write_text("same content")
+    assert hash_files([tmp_path / "a" / "x.conf"]) != hash_files([tmp_path / "b" / "x.conf"])
+    assert hash_files([tmp_path / "a" / "x.conf"]) == hash_files([tmp_path / "a" / "x.conf"])
+    (tmp_path / "a" / "x.conf").write_text("changed")
+    assert hash_files([tmp_path / "a" / "x.conf"]) != hash_files([tmp_path / "b" / "x.conf"])
+
+
+def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
+    from golden.build.pipeline import stage_keys
+    from golden.build.clean import prune_cache
+    from golden.build.lock import lock_path, read_lock
+    from golden.spec import load_spec
+    from conftest import REPO
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    specs = [load_spec(REPO / "images" / f"{n}.yaml") for n in ("infra", "infra-open")]
+    # The entries a build with the lock uses; with the same lock both images share every stage.
+    keys = stage_keys(specs[0], read_lock(lock_path(specs[0])))
+    assert keys == stage_keys(specs[1], read_lock(lock_path(specs[0])))
+    assert keys["rootfs"] != stage_keys(specs[0], archive_digest="d")["rootfs"]  # unpinned entries are not current
+    used = [cache / "rootfs" / keys["rootfs"], cache / "disk" / keys["disk"],
+            cache / "container" / keys["container"]["probe"]]
+    stale = [cache / "rootfs" / "0ld", cache / "disk" / f"{keys['disk']}.tmp-123",
+             cache / "container" / f"{keys['container']['probe']}.old-9"]
+    for d in used + stale:
+        d.mkdir(parents=True)
+    (cache / "debs" / "trixie").mkdir(parents=True)  # the package cache is not a stage
+    (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").write_bytes(b"deb")
+    removed = prune_cache(specs, say=lambda *_: None)
+    assert sorted(removed) == sorted(stale)
+    assert all(d.is_dir() for d in used)
+    # A spec no longer present: its entries go too.
+    assert sorted(prune_cache([], say=lambda *_: None)) == sorted(used)
+    assert (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").is_file()

@@ -1,0 +1,202 @@
+"""Rendered service configurations, checked with the real servers.
+
+Each server runs from the rendered files with only its paths moved into a
+temporary directory (socket, data, ACL file) and, where the host lacks the
+image's client groups, the socket group swapped for one the server has.
+"""
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from golden.spec import load_spec
+from golden.build.templates import render_tree
+
+from conftest import REPO, need
+
+POLICIES = {"infra": "0770", "infra-open": "0777"}
+
+
+@pytest.fixture(params=sorted(POLICIES))
+def rendered(request, tmp_path):
+    spec = load_spec(REPO / "images" / f"{request.param}.yaml")
+    root = tmp_path / "root"
+    render_tree(spec, root)
+    return spec, root
+
+
+def test_policy_sets_socket_modes(rendered):
+    spec, root = rendered
+    mode = POLICIES[spec.name]
+    pg = (root / "etc/postgresql/17/main/conf.d/golden.conf").read_text()
+    assert f"unix_socket_permissions = {mode}" in pg
+    assert "listen_addresses = ''" in pg and "unix_socket_group = 'postgres-clients'" in pg
+    valkey = (root / "etc/valkey/valkey.conf").read_text()
+    assert f"unixsocketperm {mode[1:]}\n" in valkey
+    assert "port 0\n" in valkey and "unixsocketgroup valkey-clients\n" in valkey
+    assert "socket-fix" not in " ".join(p.name for p in root.rglob("*"))
+
+
+def test_pg_hba_has_only_local_lines(rendered):
+    spec, root = rendered
+    lines = [l.split() for l in (root / "etc/postgresql/17/main/pg_hba.conf").read_text().splitlines()
+             if l.strip() and not l.startswith("#")]
+    assert all(l[0] == "local" for l in lines)
+    assert ["local", "all", "postgres", "peer"] in lines
+    for app in spec.apps:
+        assert (["local", app.name, app.user, "scram-sha-256"] in lines) == app.postgresql
+    assert not any(l[3] in ("trust", "password", "md5") for l in lines)
+
+
+def test_caddyfile_validates_with_caddy(rendered, tmp_path):
+    need("caddy")
+    _, root = rendered
+    caddyfile = root / "etc/caddy/Caddyfile"
+    text = caddyfile.read_text()
+    assert "admin unix//run/caddy/admin.sock" in text
+    proc = subprocess.run(["caddy", "validate", "--adapter", "caddyfile", "--config", str(caddyfile)],
+                          capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    adapted = subprocess.run(["caddy", "adapt", "--adapter", "caddyfile", "--config", str(caddyfile)],
+                             capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert '"listen":"unix//run/caddy/admin.sock"' in adapted.stdout.replace(" ", "")
+    assert '"dial":"unix//run/web/web.sock"' in adapted.stdout.replace(" ", "")
+
+
+def test_caddy_validate_rejects_a_broken_caddyfile(tmp_path):
+    need("caddy")
+    bad = tmp_path / "Caddyfile"
+    bad.write_text(":80 {\n\treverse_proxy {\n")
+    proc = subprocess.run(["caddy", "validate", "--adapter", "caddyfile", "--config", str(bad)],
+                          capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert proc.returncode != 0
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"server did not create {path}:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def _tcp_refused(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if not found:
+        pytest.fail("no PostgreSQL server on this host (./inv installs postgresql-15)")
+    return found[-1].parent
+
+
+@pytest.fixture
+def pg_cluster(rendered, tmp_path):
+    """A throwaway cluster run as the postgres user from the rendered files."""
+    spec, root = rendered
+    bindir = _pg_bin()
+    base = Path(tempfile.mkdtemp(prefix="golden-pg-"))  # pytest's tmp is root-only
+    base.chmod(0o755)
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    pw = pwd.getpwnam("postgres")
+    os.chown(base, pw.pw_uid, pw.pw_gid)
+    os.chown(sock, pw.pw_uid, pw.pw_gid)
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(as_pg + [bindir / "initdb", "-D", data, "-A", "peer", "--no-sync"],
+                   check=True, capture_output=True)
+    shutil.copy(root / "etc/postgresql/17/main/conf.d/golden.conf", data / "golden.conf")
+    shutil.copy(root / "etc/postgresql/17/main/pg_hba.conf", data / "pg_hba.conf")
+    with (data / "postgresql.conf").open("a") as f:
+        # The rendered file, then only the socket's place and group moved.
+        f.write(f"include 'golden.conf'\nunix_socket_directories = '{sock}'\nunix_socket_group = 'postgres'\n")
+    shutil.chown(data / "golden.conf", "postgres")
+    shutil.chown(data / "pg_hba.conf", "postgres")
+    log = base / "server.log"
+    proc = subprocess.Popen(as_pg + [bindir / "postgres", "-D", data, "-k", sock],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    _wait_for(sock / ".s.PGSQL.5432", proc, log)
+    time.sleep(0.5)
+    yield spec, sock, as_pg
+    proc.terminate()
+    proc.wait(timeout=30)
+    shutil.rmtree(base)
+
+
+def _psql(as_user, sock, user, db, sql, password=None):
+    env = {"PATH": os.environ["PATH"]}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return subprocess.run(as_user + ["psql", "-X", "-h", str(sock), "-U", user, "-d", db, "-tAc", sql],
+                          capture_output=True, text=True, env=env, cwd="/")
+
+
+def test_postgresql_runs_from_rendered_config(pg_cluster):
+    spec, sock, as_pg = pg_cluster
+    mode = stat.S_IMODE(os.stat(sock / ".s.PGSQL.5432").st_mode)
+    assert mode == int(POLICIES[spec.name], 8)
+    assert _tcp_refused(5432)
+    for app in (a for a in spec.apps if a.postgresql):
+        setup = _psql(as_pg, sock, "postgres", "postgres", f"CREATE ROLE {app.user} LOGIN PASSWORD 'pw-{app.name}'")
+        assert setup.returncode == 0, setup.stderr
+        assert _psql(as_pg, sock, "postgres", "postgres",
+                     f"CREATE DATABASE {app.name} OWNER {app.user}").returncode == 0
+    first, second = spec.apps[0], spec.apps[1]
+    ok = _psql(as_pg, sock, first.user, first.name, "SELECT current_user", password=f"pw-{first.name}")
+    assert ok.returncode == 0 and ok.stdout.strip() == first.user, ok.stderr
+    wrong = _psql(as_pg, sock, first.user, first.name, "SELECT 1", password="wrong")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    other_db = _psql(as_pg, sock, first.user, second.name, "SELECT 1", password=f"pw-{first.name}")
+    assert other_db.returncode != 0 and "no pg_hba.conf entry" in other_db.stderr
+    no_password = _psql(as_pg, sock, first.user, first.name, "SELECT 1", password="")
+    assert no_password.returncode != 0
+
+
+def test_valkey_runs_from_rendered_config(rendered, tmp_path):
+    need("valkey-server")
+    spec, root = rendered
+    base = tmp_path / "valkey"
+    base.mkdir()
+    acl = base / "users.acl"
+    shutil.copy(root / "etc/valkey/users.acl", acl)
+    with acl.open("a") as f:
+        f.write(f"user {spec.apps[0].user} on #{hashlib.sha256(b'app-pw').hexdigest()} ~* &* +@all -@admin\n")
+    sock = base / "valkey.sock"
+    log = base / "server.log"
+    group = grp.getgrgid(os.getgid()).gr_name
+    proc = subprocess.Popen(["valkey-server", str(root / "etc/valkey/valkey.conf"),
+                             "--unixsocket", str(sock), "--unixsocketgroup", group, "--aclfile", str(acl),
+                             "--dir", str(base), "--pidfile", str(base / "pid"), "--supervised", "no",
+                             "--logfile", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(sock, proc, log)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == int(POLICIES[spec.name], 8)
+        assert _tcp_refused(6379)
+
+        def cli(*args):
+            return subprocess.run(["valkey-cli", "-s", str(sock), *args], capture_output=True, text=True)
+
+        assert "NOAUTH" in cli("PING").stdout
+        for user, password in ((spec.apps[0].user, "nope"), ("default", "")):
+            refused = cli("--user", user, "--pass", password, "--no-auth-warning", "PING")
+            assert "WRONGPASS" in refused.stderr and "NOAUTH" in refused.stdout
+        ok = cli("--user", spec.apps[0].user, "--pass", "app-pw", "--no-auth-warning", "-n",
+                 str(spec.apps[0].valkey_db), "SET", "k", "v")
+        assert ok.stdout.strip() == "OK", ok.stdout + ok.stderr
+        denied = cli("--user", spec.apps[0].user, "--pass", "app-pw", "--no-auth-warning", "CONFIG", "GET", "port")
+        assert "NOPERM" in denied.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,281 @@
+"""Publishing to a directory and to a real WebDAV server (nginx on 127.0.0.1,
+started by the test), with real ssh-keygen signatures and real Vagrant
+reading the catalog (tiny boxes: Vagrant unpacks, never boots them)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from golden.build.manifest import record_test, write_manifest
+from golden.build.stages.package import describe_files, make_box, write_sha256sums
+from golden.publish.release import PublishError, check_publishable, publish, verify
+from golden.publish.repository import HttpRepository, RepositoryError
+
+from conftest import REPO, need
+
+PUBLISH_USER, PUBLISH_PASSWORD = "publisher", "s3cret-for-tests"
+NGINX_CONF = """\
+{user}daemon off;
+pid {run}/nginx.pid;
+error_log {run}/error.log;
+events {{}}
+http {{
+  access_log {run}/access.log;
+  client_body_temp_path {run}/body;
+  client_max_body_size 0;
+  types {{ application/json json; }}
+  default_type application/octet-stream;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      create_full_put_path on;
+      limit_except GET HEAD {{ auth_basic "golden"; auth_basic_user_file {run}/htpasswd; }}
+    }}
+  }}
+}}
+"""
+
+
+class Target:
+    """A repository under test: what to pass as --to, and its files on disk."""
+    def __init__(self, to: str, root):
+        self.to, self.root = to, root
+
+    def url(self, rel: str) -> str:
+        return f"{self.to}/{rel}" if self.to.startswith("http") else (self.root / rel).resolve().as_uri()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """A WebDAV server on 127.0.0.1: anyone may read, writing needs basic auth."""
+    need("nginx")
+    run, root = tmp_path / "nginx", tmp_path / "dav"
+    (run / "body").mkdir(parents=True)
+    root.mkdir()
+    (run / "htpasswd").write_text(f"{PUBLISH_USER}:{{PLAIN}}{PUBLISH_PASSWORD}\n")
+    port = _free_port()
+    conf = run / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(user="user root;\n" if os.geteuid() == 0 else "",
+                                      run=run, root=root, port=port))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(run / "error.log")])
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base + "/", timeout=1)
+        except urllib.error.HTTPError:
+            break  # answering (403/404 for the empty root)
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, (run / "error.log").read_text()
+            time.sleep(0.1)
+        else:
+            break
+    yield Target(base, root)
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(params=["directory", "http"])
+def target(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDEN_PUBLISH_USER", PUBLISH_USER)
+    monkeypatch.setenv("GOLDEN_PUBLISH_PASSWORD", PUBLISH_PASSWORD)
+    if request.param == "http":
+        return request.getfixturevalue("nginx")
+    return Target(str(tmp_path / "repo"), tmp_path / "repo")
+
+
+@pytest.fixture
+def keys(tmp_path, monkeypatch):
+    key = tmp_path / "keys" / "signing_key"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "golden test", "-f", str(key)], check=True)
+    monkeypatch.setenv("GOLDEN_SIGNING_KEY", str(key))
+    monkeypatch.delenv("GOLDEN_ALLOWED_SIGNERS", raising=False)
+    return key
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    """A built artifact of a tiny image, as ./inv build lays it out."""
+    def make(version="20261122.100000", passed=True, tested=True, disk_mb=16):
+        d = tmp_path / "artifacts" / "web" / version
+        d.mkdir(parents=True)
+        qcow2 = d / f"web-{version}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{disk_mb}M"], check=True)
+        if disk_mb > 64:  # real content, so that copying takes a while
+            subprocess.run(["qemu-io", "-c", f"write -P 0x5a 0 {disk_mb - 1}M", str(qcow2)],
+                           check=True, capture_output=True)
+        box = d / f"web-{version}.libvirt.box"
+        make_box(qcow2, 1 << 30, box)
+        files = describe_files([qcow2, box])
+        write_sha256sums(files, d / "SHA256SUMS")
+        write_manifest(d / "manifest.json", {
+            "name": "web", "version": version, "built_at": "2026-11-22T10:00:00+00:00", "spec_sha256": "0" * 64,
+            "base": {"suite": "trixie", "mirror": "http://deb.debian.org/debian"}, "packages": {},
+            "files": files, "stages": {}, "accelerator": "tcg", "description": "test image"})
+        if tested:
+            record_test(d / "manifest.json", passed, 10, 0 if passed else 2, ["test-report.xml"])
+        return d
+    return make
+
+
+def test_untested_and_failed_images_are_refused(artifact, keys, target):
+    with pytest.raises(PublishError, match="web 20261122.100000: not tested: run ./inv test first"):
+        publish(artifact(tested=False), target.to)
+    with pytest.raises(PublishError, match=r"its test failed \(2 failures\)"):
+        publish(artifact(version="20261122.100001", passed=False), target.to, force=True)
+    assert not (target.root / "web").exists()  # refused before anything was written
+
+
+def test_tampered_artifact_is_refused(artifact, keys, tmp_path):
+    a = artifact()
+    with (a / "web-20261122.100000.libvirt.box").open("r+b") as f:
+        f.seek(100)
+        f.write(b"tampered")
+    with pytest.raises(PublishError, match="web-20261122.100000.libvirt.box does not match the checksum"):
+        check_publishable(a)
+
+
+def test_publish_then_verify(artifact, keys, target):
+    url = publish(artifact(), target.to, say=lambda *_: None)
+    assert url == target.url("web/20261122.100000/")
+    final = target.root / "web" / "20261122.100000"
+    assert sorted(p.name for p in final.iterdir()) == sorted([
+        "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "signing-key.pub",
+        "web-20261122.100000.qcow2", "web-20261122.100000.libvirt.box"])
+    left = sorted(p.name for p in (target.root / "web").iterdir() if p.name != ".publish.lock")
+    assert left == ["20261122.100000", "metadata.json"]  # nothing left in staging, lock released
+    assert not (target.root / "web" / ".publish.lock").is_dir()
+    catalog = json.loads((target.root / "web" / "metadata.json").read_text())
+    assert catalog["name"] == "golden/web" and catalog["description"] == "test image"
+    (provider,) = catalog["versions"][0]["providers"]
+    assert provider["name"] == "libvirt" and provider["checksum_type"] == "sha256"
+    assert provider["architecture"] == "amd64"
+    assert provider["url"] == target.url("web/20261122.100000/web-20261122.100000.libvirt.box")
+    assert provider["checksum"] == describe_files([final / "web-20261122.100000.libvirt.box"])[0]["sha256"]
+    assert verify(target.to, "web", say=lambda *_: None) == url
+
+
+def test_verify_refuses_tampered_file_and_wrong_signature(artifact, keys, target, tmp_path):
+    publish(artifact(), target.to, say=lambda *_: None)
+    final = target.root / "web" / "20261122.100000"
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"golden {other.with_suffix('.pub').read_text()}")
+    with pytest.raises(PublishError, match="bad signature on SHA256SUMS"):
+        verify(target.to, "web", allowed_signers=signers, say=lambda *_: None)
+    with (final / "web-20261122.100000.qcow2").open("r+b") as f:
+        f.seek(0, 2)
+        f.write(b"extra")
+    with pytest.raises(PublishError, match="checksum mismatch: web-20261122.100000.qcow2: FAILED"):
+        verify(target.to, "web", say=lambda *_: None)
+    (final / "web-20261122.100000.qcow2").unlink()
+    with pytest.raises(PublishError, match="checksum mismatch: web-20261122.100000.qcow2: MISSING"):
+        verify(target.to, "web", say=lambda *_: None)
+
+
+def test_same_version_with_other_content_is_refused(artifact, keys, target, tmp_path):
+    publish(artifact(), target.to, say=lambda *_: None)
+    publish(tmp_path / "artifacts" / "web" / "20261122.100000", target.to, say=lambda *_: None)  # same: fine
+    (tmp_path / "artifacts").rename(tmp_path / "artifacts-1")
+    other = artifact(disk_mb=32)
+    with pytest.raises(PublishError, match="already published with different content"):
+        publish(other, target.to, say=lambda *_: None)
+    publish(other, target.to, force=True, say=lambda *_: None)  # --force replaces a tested image
+    assert (target.root / "web/20261122.100000/SHA256SUMS").read_text() == (other / "SHA256SUMS").read_text()
+    verify(target.to, "web", say=lambda *_: None)
+
+
+def test_keep_prunes_old_versions(artifact, keys, target):
+    for v in ("20261122.100000", "20261122.110000", "20261122.120000"):
+        publish(artifact(version=v), target.to, keep=2, say=lambda *_: None)
+    catalog = json.loads((target.root / "web" / "metadata.json").read_text())
+    assert [v["version"] for v in catalog["versions"]] == ["20261122.120000", "20261122.110000"]
+    assert not (target.root / "web" / "20261122.100000").exists()
+    assert (target.root / "web" / "20261122.110000" / "SHA256SUMS.sig").is_file()
+
+
+def test_killed_publish_leaves_previous_catalog_valid(artifact, keys, target):
+    publish(artifact(), target.to, say=lambda *_: None)
+    repo = target.root
+    before = (repo / "web" / "metadata.json").read_text()
+    big = artifact(version="20261122.110000", disk_mb=400)
+    code = ("import sys; from pathlib import Path; from golden.publish.release import publish; "
+            f"publish(Path({str(big)!r}), {target.to!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    # Killed once the first file is in staging, while the next one is on its way.
+    while not list((repo / "web").glob(".20261122.110000.tmp-*/*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "publish finished before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = (repo / "web" / "metadata.json").read_text()
+    assert after == before
+    assert [v["version"] for v in json.loads(after)["versions"]] == ["20261122.100000"]
+    assert not (repo / "web" / "20261122.110000").exists()
+    # The next publish goes through: the killed one's lock is released (flock)
+    # or recognised as stale (its owner's process on this host is gone).
+    publish(big, target.to, say=lambda *_: None)
+    assert [v["version"] for v in json.loads((repo / "web" / "metadata.json").read_text())["versions"]] == \
+        ["20261122.110000", "20261122.100000"]
+
+
+def test_real_vagrant_adds_from_catalog_and_sees_newer_version(artifact, keys, target, tmp_path):
+    publish(artifact(), target.to, say=lambda *_: None)
+    env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "vagrant.d"), VAGRANT_CHECKPOINT_DISABLE="1",
+               VAGRANT_NO_COLOR="1")
+    catalog_url = target.url("web/metadata.json")
+    add = subprocess.run(["vagrant", "box", "add", "--provider", "libvirt", catalog_url],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert add.returncode == 0, add.stdout + add.stderr
+    listed = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True, env=env).stdout
+    assert "golden/web (libvirt, 20261122.100000" in listed
+    (tmp_path / "artifacts").rename(tmp_path / "artifacts-1")
+    publish(artifact(version="20261122.110000"), target.to, say=lambda *_: None)
+    outdated = subprocess.run(["vagrant", "box", "outdated", "--global"], capture_output=True, text=True, env=env)
+    assert "golden/web" in outdated.stdout and "20261122.110000" in outdated.stdout, outdated.stdout
+
+
+def test_http_publish_needs_credentials_and_never_shows_them(artifact, keys, nginx, monkeypatch):
+    monkeypatch.setenv("GOLDEN_PUBLISH_USER", PUBLISH_USER)
+    monkeypatch.setenv("GOLDEN_PUBLISH_PASSWORD", "wrong-password")
+    built = artifact()
+    with pytest.raises(RepositoryError, match="HTTP 401 Unauthorized .check GOLDEN_PUBLISH_USER") as err:
+        publish(built, nginx.to, say=lambda *_: None)
+    assert "wrong-password" not in str(err.value)
+    assert not (nginx.root / "web").exists()
+    with pytest.raises(RepositoryError, match="credentials in the URL are refused") as err:
+        publish(built, nginx.to.replace("http://", f"http://{PUBLISH_USER}:{PUBLISH_PASSWORD}@"))
+    assert PUBLISH_PASSWORD not in str(err.value)
+
+
+def test_http_publish_waits_for_the_lock_and_names_it(artifact, keys, nginx, monkeypatch):
+    monkeypatch.setenv("GOLDEN_PUBLISH_USER", PUBLISH_USER)
+    monkeypatch.setenv("GOLDEN_PUBLISH_PASSWORD", PUBLISH_PASSWORD)
+    (nginx.root / "web" / ".publish.lock").mkdir(parents=True)  # another publish holds it
+    (nginx.root / "web" / ".publish.lock" / "owner").write_text("builder-7 4242\n")
+    monkeypatch.setenv("GOLDEN_PUBLISH_LOCK_TIMEOUT", "3")
+    built = artifact()
+    with pytest.raises(RepositoryError, match=r"web/\.publish\.lock/ is held by another publish \(builder-7 4242\)"):
+        publish(built, nginx.to, say=lambda *_: None)
+    assert sorted(p.name for p in (nginx.root / "web").iterdir()) == [".publish.lock"]
+    (nginx.root / "web" / ".publish.lock" / "owner").unlink()
+    (nginx.root / "web" / ".publish.lock").rmdir()
+    publish(built, nginx.to, say=lambda *_: None)
+    assert not (nginx.root / "web" / ".publish.lock").exists()  # released after publishing

@@ -1,0 +1,166 @@
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from golden.spec import ImageSpec, SpecError, load_spec, select_specs
+
+from conftest import REPO
+
+
+def test_repository_specs_load():
+    specs = select_specs(None)
+    assert "infra" in [s.name for s in specs]
+    infra = next(s for s in specs if s.name == "infra")
+    assert isinstance(infra, ImageSpec)
+    assert infra.base.suite == "trixie"
+    assert infra.disk.size_bytes >= 2 << 30
+    assert len(infra.sha256) == 64
+
+
+def test_good_spec_gets_defaults(write_spec):
+    spec = load_spec(write_spec("web"))
+    assert spec.base.mirror == "http://deb.debian.org/debian"
+    assert spec.base.security_mirror == "http://deb.debian.org/debian-security"
+    assert (spec.base.updates, spec.base.security, spec.base.snapshot) == (True, True, "")
+    assert spec.packages == ["curl"]
+    assert spec.disk.size_bytes == 2 << 30
+    assert spec.vm.memory == 1024
+
+
+@pytest.mark.parametrize("body, message", [
+    ("name: x\nhostname: x\nbase: {suite: 13}\n", "base.suite: expected a string"),
+    ("name: x\nhostname: x\n", "base: missing required field"),
+    ("name: x\nhostname: x\nbase: {}\n", "base.suite: missing required field"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, colour: red}\n", "base.colour: unknown key"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nextra: 1\n", "extra: unknown key"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: curl\n", "packages: expected a list"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: [curl, 3]\n", "packages[1]: expected a string"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\ndisk: {size: 4T}\n", "disk.size: expected a size like '4G' or '512M'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {memory: true}\n", "vm.memory: expected an integer"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {cpus: 0}\n", "vm.cpus: expected at least 1"),
+    ("name: x\nhostname: Bad_Host\nbase: {suite: trixie}\n", "hostname: expected a valid hostname"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, mirror: ftp://x}\n", "base.mirror: expected an http(s):// or file:// URL"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, security_mirror: 'http://x/a b'}\n",
+     "base.security_mirror: expected an http(s):// or file:// URL"),
+    ("name: x\nhostname: x\nbase: {suite: 'trixie main'}\n", "base.suite: expected a suite name like 'trixie'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, components: [main, 'contrib\\n']}\n",
+     "base.components[1]: expected a component name like 'main'"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, updates: 'no'}\n", "base.updates: expected true or false"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, snapshot: '2026-11-30'}\n",
+     "base.snapshot: expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
+    ("name: x\nhostname: x\nbase: {suite: trixie, snapshot: 20261332T000000Z}\n",
+     "base.snapshot: expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\ncaddy: {sites: [{address: ':80', upstream: 'unix//run/a.sock', "
+     "public_paths: [health]}]}\n", "caddy.sites[0].public_paths[0]: expected a path starting with '/'"),
+    ("name: y\nhostname: x\nbase: {suite: trixie}\n", "name: must match the file name ('x')"),
+    ("- a list\n", "expected a mapping at the top level"),
+    ("name: [unclosed\n", "invalid YAML: expected ',' or ']'"),
+])
+def test_bad_spec_is_refused_naming_file_and_field(write_spec, body, message):
+    path = write_spec("x", body)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") or text.startswith("images/x.yaml: ") or str(path) in text
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_image_name_is_refused(images_dir, write_spec):
+    write_spec("web")
+    with pytest.raises(SpecError, match=r"unknown image 'nope' \(known: web\)"):
+        select_specs("nope", images_dir)
+
+
+def test_selection_validates_every_spec(images_dir, write_spec):
+    write_spec("web")
+    write_spec("broken", "name: broken\nhostname: b\nbase: {suite: 1}\n")
+    with pytest.raises(SpecError, match="broken.yaml: base.suite: expected a string"):
+        select_specs(None, images_dir)
+
+
+def test_cli_refuses_bad_spec_with_one_line_and_builds_nothing(tmp_path, write_spec, images_dir):
+    write_spec("x", "name: x\nhostname: x\nbase: {suite: 13}\n")
+    artifacts = tmp_path / "artifacts"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "GOLDEN_IMAGES": str(images_dir),
+           "GOLDEN_ARTIFACTS": str(artifacts), "GOLDEN_CACHE": str(tmp_path / "cache")}
+    for args in (["build", "--all"], ["build", "--image", "x"]):
+        proc = subprocess.run([str(REPO / "inv"), *args], cwd=REPO, env=env, capture_output=True, text=True)
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"error: {images_dir}/x.yaml: base.suite: expected a string"]
+    proc = subprocess.run([str(REPO / "inv"), "build", "--all", "--image", "x"], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: --image and --all: choose one"
+    assert not artifacts.exists()
+
+
+def test_cli_refuses_unknown_image(tmp_path):
+    proc = subprocess.run([str(REPO / "inv"), "build", "--image", "nope"], cwd=REPO,
+                          capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                               "GOLDEN_ARTIFACTS": str(tmp_path / "a")})
+    assert proc.returncode != 0
+    assert "unknown image 'nope'" in proc.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_extends_shares_the_parent_spec(write_spec):
+    write_spec("base", "name: base\nhostname: host\nbase: {suite: trixie}\npackages: [curl]\n"
+               "apps: [{name: gitea, postgresql: true, valkey_db: 2}]\n")
+    child = load_spec(write_spec("child", "name: child\nextends: base\nsockets: {access: open}\n"))
+    assert child.name == "child" and child.hostname == "host" and child.packages == ["curl"]
+    assert child.sockets.access == "open" and child.sockets.mode == "0777"
+    assert child.apps[0].groups == ["postgres-clients", "valkey-clients"]
+    parent = load_spec(Path(child.path).with_name("base.yaml"))
+    assert parent.sockets.access == "group" and parent.sockets.mode == "0770"
+    assert child.sha256 != parent.sha256
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a": "name: a\nextends: b\n", "b": "name: b\nextends: a\n"}, "extends: circular chain through"),
+    ({"a": "name: a\nextends: missing\n"}, "a.yaml: extends: no image spec 'missing'"),
+    ({"a": "name: a\nextends: b\n", "b": "name: b\nhostname: h\nbase: {suite: 7}\n"},
+     "b.yaml: base.suite: expected a string"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\nsockets: {access: world}\n"},
+     "a.yaml: sockets.access: expected one of group, open"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, valkey_db: 16}]\n"},
+     "a.yaml: apps[0].valkey_db: expected a number from 0 to 15"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: postgres}]\n"},
+     "a.yaml: apps[0].name: expected lowercase"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x}, {name: x}]\n"},
+     "a.yaml: apps: application names must be unique"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, user: y}, {name: y}]\n"},
+     "a.yaml: apps: application users must be unique"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, user: caddy}]\n"},
+     "a.yaml: apps[0].user: expected lowercase"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'localhost:8080'}]}\n"},
+     "a.yaml: caddy.sites[0].upstream: expected a Unix socket upstream"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80'}]}\n"},
+     "a.yaml: caddy.sites[0].upstream: missing required field"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', upstream: 'x:1'}}]\n"},
+     "a.yaml: apps[0].site.upstream: expected a Unix socket upstream"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', auth: forward}}]\n"},
+     "a.yaml: apps[0].site.auth: forward auth needs a spec-level `auth` provider"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', auth: basic}}]\n"},
+     "a.yaml: apps[0].site.auth: expected one of none, forward"),
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'unix//a'}]}\n"
+           "apps: [{name: x, site: {address: ':80'}}]\n"},
+     "a.yaml: apps[0].site.address: ':80' is already a site of this image"),
+])
+def test_bad_extended_or_service_specs(write_spec, files, message):
+    for name, body in files.items():
+        write_spec(name, body)
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec("a", files["a"]))
+    assert message in str(err.value)
+
+
+def test_app_user_defaults_to_its_name_and_can_differ(write_spec, tmp_path):
+    spec = load_spec(write_spec("x", "name: x\nhostname: x\nbase: {suite: trixie}\n"
+                                "apps: [{name: nextcloud, user: www-app, postgresql: true}, {name: gitea}]\n"))
+    assert [(a.name, a.user) for a in spec.apps] == [("nextcloud", "www-app"), ("gitea", "gitea")]
+    from golden.build.templates import render_tree
+    render_tree(spec, tmp_path / "root")
+    hba = (tmp_path / "root/etc/postgresql/17/main/pg_hba.conf").read_text()
+    assert "local   nextcloud       www-app         scram-sha-256" in hba
