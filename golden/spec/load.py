@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import typing
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from golden import settings
 from golden.spec.model import NAME_RE, ImageSpec, SpecError
 
 _INTERNAL = {"path", "sha256"}
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _type_name(tp) -> str:
@@ -55,6 +57,8 @@ def _convert(value, tp, where: str, path: str):
     # bool is an int in Python; refuse it where an integer is expected.
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         fail(f"expected {_type_name(tp)}")
+    if tp is str and CONTROL_RE.search(value):  # a newline would add lines to a unit, a Caddyfile, a script
+        fail("control characters (newline, tab, ...) are not allowed")
     return value
 
 
@@ -139,6 +143,12 @@ def load_spec(path: Path) -> ImageSpec:
     spec = _build(ImageSpec, data, "", shown)
     if spec.name != path.stem:
         raise SpecError(f"{shown}: name: must match the file name ({path.stem!r})")
+    _check_apps(spec, shown)
+    _check_sites(spec, shown)
+    return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _check_apps(spec: ImageSpec, shown: str) -> None:
     for field_name in ("name", "user"):
         values = [getattr(a, field_name) for a in spec.apps]
         if len(set(values)) != len(values):
@@ -151,6 +161,13 @@ def load_spec(path: Path) -> ImageSpec:
         if app.container and app.container.network == "bridge" and "nftables" not in spec.packages:
             # Debian's netavark sets up a bridge's firewall with nft.
             raise SpecError(f"{shown}: apps[{i}].container.network: bridge needs `nftables` in packages")
+        if app.site and not app.site.upstream.startswith(f"unix/{app.run_dir}/"):
+            # Only the app itself can create a socket there (its directory is 2750 app:caddy).
+            raise SpecError(f"{shown}: apps[{i}].site.upstream: expected a socket under the app's own "
+                            f"directory, unix/{app.run_dir}/")
+
+
+def _check_sites(spec: ImageSpec, shown: str) -> None:
     for i, site in enumerate(spec.caddy.sites):
         if not site.upstream:
             raise SpecError(f"{shown}: caddy.sites[{i}].upstream: missing required field")
@@ -163,7 +180,6 @@ def load_spec(path: Path) -> ImageSpec:
         if site.address in seen:
             raise SpecError(f"{shown}: {where}.address: {site.address!r} is already a site of this image")
         seen.add(site.address)
-    return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _shown(path: Path) -> str:

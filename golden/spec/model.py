@@ -16,8 +16,29 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
 SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 MIRROR_RE = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/@%+-]+$")
-RESERVED_USERS = {"root", "postgres", "valkey", "caddy", "vagrant", "nobody"}
+# Names an application (its system user, PostgreSQL role and database, Valkey
+# user) must not take: Debian's system accounts and those of the image's
+# packages (an existing account would be silently reused and put in the
+# client groups), pg_hba and role keywords, PostgreSQL's own databases, and
+# Valkey's default user.
+RESERVED_USERS = {
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "nobody", "messagebus", "sshd", "polkitd", "tss", "uuidd", "dnsmasq", "statd",
+    "tcpdump", "postgres", "valkey", "caddy", "vagrant", "ops",
+    "all", "sameuser", "samerole", "samegroup", "replication", "public", "none", "current-user", "session-user",
+    "current-role", "template0", "template1", "default",
+}
 APP_RUN_DIR = "/run/golden-apps"
+CADDY_RUN_DIR = "/run/caddy"  # its admin socket: never an upstream
+SOCKET_PATH_RE = re.compile(r"^unix//[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+$")
+SITE_ADDRESS_RE = re.compile(r"^(https?://)?((\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)?"
+                             r"(:[0-9]{1,5})?$")
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*\*?$")
+HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+COMMAND_RE = re.compile(r"^[A-Za-z0-9 ._/=:,@+-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9._:/@+=,-]*$")
 
 
 class SpecError(GoldenError):
@@ -45,12 +66,23 @@ def _name(message="expected lowercase letters, digits and '-'"):
     return dict(check=lambda v: bool(NAME_RE.match(v)), message=message)
 
 
-_APP_USER = dict(check=lambda v: bool(NAME_RE.match(v)) and v not in RESERVED_USERS,
-                 message="expected lowercase letters, digits and '-', not a system user")
+_APP_USER = dict(check=lambda v: bool(NAME_RE.match(v)) and v not in RESERVED_USERS and not v.startswith(
+    ("systemd-", "pg-")), message="expected lowercase letters, digits and '-', not a system account or a "
+                                   "PostgreSQL/Valkey keyword")
 _MIRROR = dict(check=lambda v: bool(MIRROR_RE.match(v)), message="expected an http(s):// or file:// URL")
-_UNIX_UPSTREAM = dict(check=lambda v: v == "" or v.startswith("unix//"),
-                      message="expected a Unix socket upstream (unix//path)")
-_PATH = dict(check=lambda v: v.startswith("/"), message="expected a path starting with '/'", items=True)
+
+
+def _socket(value: str) -> bool:
+    path = value.removeprefix("unix/")
+    return bool(SOCKET_PATH_RE.match(value)) and ".." not in path.split("/") and \
+        not (path + "/").startswith(CADDY_RUN_DIR + "/")
+
+
+_UNIX_UPSTREAM = dict(check=lambda v: v == "" or _socket(v),
+                      message=f"expected a Unix socket upstream (unix//path, not under {CADDY_RUN_DIR})")
+_PATH = dict(check=lambda v: bool(URL_PATH_RE.match(v)) and v not in ("/", "/*"), items=True,
+             message="expected a path like /health or /static/* (not / or /*: that is the whole site)")
+_PACKAGES = dict(check=lambda v: bool(PACKAGE_RE.match(v)), items=True, message="expected a Debian package name")
 
 
 @dataclass(frozen=True)
@@ -101,24 +133,33 @@ class Sockets:
 class ContainerImage:
     """An OCI image built from Debian packages at build time (no registry)."""
     name: str = ruled(**_name())
-    packages: list[str] = field(default_factory=list)
+    packages: list[str] = ruled(default_factory=list, **_PACKAGES)
 
 
 @dataclass(frozen=True)
 class Container:
     """How an app runs as a rootful Podman Quadlet service (ADR-003, ADR-005)."""
     image: str                        # a name from container_images
-    exec: str = ""                    # command; empty: the image's default
-    environment: dict[str, str] = field(default_factory=dict)
+    # command; empty: the image's default. It becomes Quadlet's Exec= line.
+    exec: str = ruled("", check=lambda v: bool(COMMAND_RE.match(v)),
+                      message="expected a command of letters, digits, spaces and ._/=:,@+- (no quotes, $, % or \\)")
+    environment: dict[str, str] = ruled(
+        default_factory=dict, check=lambda env: all(ENV_NAME_RE.match(k) and ENV_VALUE_RE.match(v)
+                                                    for k, v in env.items()),
+        message="expected NAME: value pairs (names of letters, digits and _; values without spaces, quotes, "
+                "$, % or \\)")
     network: str = ruled("none", **_one_of("none", "bridge"))  # socket-only apps need no network
     # Start as root and switch to this user inside (as Nextcloud's image does);
     # empty: run as the app's own user from the start.
-    switch_to: str = ""
+    switch_to: str = ruled("", check=lambda v: v == "" or bool(re.match(r"^[a-z_][a-z0-9_-]{0,31}$", v)),
+                           message="expected a user name")
 
 
 @dataclass(frozen=True)
 class Site:
-    address: str                      # Caddy site address, e.g. ":80" or "http://infra"
+    # Caddy site address, e.g. ":80" or "http://infra.example.org".
+    address: str = ruled(check=lambda v: v not in ("", "http://", "https://") and bool(SITE_ADDRESS_RE.match(v)),
+                         message="expected a site address like http://app.example.org or :80")
     # unix//path/to.sock. Required under caddy.sites; an app's site defaults to
     # the app's own socket, unix//run/golden-apps/<app>/http.sock.
     upstream: str = ruled("", **_UNIX_UPSTREAM)
@@ -161,10 +202,15 @@ class App:
 @dataclass(frozen=True)
 class Auth:
     """The forward-auth provider; defaults match an Authentik outpost."""
-    endpoint: str                     # unix//path or host:port of the provider
-    uri: str = "/outpost.goauthentik.io/auth/caddy"
-    copy_headers: list[str] = field(
-        default_factory=lambda: ["Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups"])
+    # unix//path or host:port of the provider
+    endpoint: str = ruled(check=lambda v: _socket(v) or bool(re.match(r"^[a-z0-9.-]+:[0-9]{1,5}$", v)),
+                          message=f"expected unix//path (not under {CADDY_RUN_DIR}) or host:port")
+    uri: str = ruled("/outpost.goauthentik.io/auth/caddy", check=lambda v: bool(URL_PATH_RE.match(v)),
+                     message="expected a path")
+    # Header names only: Caddy's "A>B" form would let the provider's answer set any header.
+    copy_headers: list[str] = ruled(default_factory=lambda: ["Remote-User", "Remote-Name", "Remote-Email",
+                                                             "Remote-Groups"],
+                                    items=True, check=lambda v: bool(HEADER_RE.match(v)), message="expected a header name")
 
 
 @dataclass(frozen=True)
@@ -179,7 +225,7 @@ class ImageSpec:
     hostname: str = ruled(**_name("expected a valid hostname"))
     description: str = ""
     extends: Optional[str] = None
-    packages: list[str] = field(default_factory=list)
+    packages: list[str] = ruled(default_factory=list, **_PACKAGES)
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
     sockets: Sockets = field(default_factory=Sockets)

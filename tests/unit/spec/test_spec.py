@@ -52,7 +52,7 @@ def test_good_spec_gets_defaults(write_spec):
     ("name: x\nhostname: x\nbase: {suite: trixie, snapshot: 20261332T000000Z}\n",
      "base.snapshot: expected a UTC time like 20261130T000000Z (YYYYMMDDTHHMMSSZ)"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\ncaddy: {sites: [{address: ':80', upstream: 'unix//run/a.sock', "
-     "public_paths: [health]}]}\n", "caddy.sites[0].public_paths[0]: expected a path starting with '/'"),
+     "public_paths: [health]}]}\n", "caddy.sites[0].public_paths[0]: expected a path like /health or /static/*"),
     ("name: y\nhostname: x\nbase: {suite: trixie}\n", "name: must match the file name ('x')"),
     ("- a list\n", "expected a mapping at the top level"),
     ("name: [unclosed\n", "invalid YAML: expected ',' or ']'"),
@@ -144,7 +144,7 @@ def test_extends_shares_the_parent_spec(write_spec):
      "a.yaml: apps[0].site.auth: forward auth needs a spec-level `auth` provider"),
     ({"a": "name: a\nhostname: h\nbase: {suite: t}\napps: [{name: x, site: {address: ':80', auth: basic}}]\n"},
      "a.yaml: apps[0].site.auth: expected one of none, forward"),
-    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'unix//a'}]}\n"
+    ({"a": "name: a\nhostname: h\nbase: {suite: t}\ncaddy: {sites: [{address: ':80', upstream: 'unix//run/a/a.sock'}]}\n"
            "apps: [{name: x, site: {address: ':80'}}]\n"},
      "a.yaml: apps[0].site.address: ':80' is already a site of this image"),
 ])
@@ -164,3 +164,72 @@ def test_app_user_defaults_to_its_name_and_can_differ(write_spec, tmp_path):
     render_tree(spec, tmp_path / "root")
     hba = (tmp_path / "root/etc/postgresql/17/main/pg_hba.conf").read_text()
     assert "local   nextcloud       www-app         scram-sha-256" in hba
+
+
+APP = "name: x\nhostname: x\nbase: {suite: trixie}\ncontainer_images: [{name: c}]\n"
+AUTH = "auth: {endpoint: 'unix//run/auth/auth.sock'}\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    # Quadlet: a newline would add any directive to the unit.
+    (APP + "apps: [{name: a, container: {image: c, exec: \"/bin/true\\nPodmanArgs=--privileged\"}}]\n",
+     "apps[0].container.exec: control characters (newline, tab, ...) are not allowed"),
+    (APP + "apps: [{name: a, container: {image: c, exec: '/bin/sh -c \"id; rm -rf /\"'}}]\n",
+     "apps[0].container.exec: expected a command of letters"),
+    (APP + "apps: [{name: a, container: {image: c, exec: '/bin/echo %h'}}]\n", "apps[0].container.exec: expected"),
+    (APP + "apps: [{name: a, container: {image: c, environment: {A: 'two words'}}}]\n",
+     "apps[0].container.environment: expected NAME: value pairs"),
+    (APP + "apps: [{name: a, container: {image: c, environment: {A: \"x\\nPodmanArgs=--privileged\"}}}]\n",
+     "apps[0].container.environment.A: control characters"),
+    (APP + "apps: [{name: a, container: {image: c, environment: {'A B': x}}}]\n",
+     "apps[0].container.environment: expected NAME: value pairs"),
+    (APP + "apps: [{name: a, container: {image: c, switch_to: 'root; id'}}]\n",
+     "apps[0].container.switch_to: expected a user name"),
+    # The Caddyfile: braces or newlines in an address would add whole sites.
+    (APP + "caddy: {sites: [{address: \"http://a.test {\\n}\\n:9000 {\", upstream: 'unix//run/a/a.sock'}]}\n",
+     "caddy.sites[0].address: control characters"),
+    (APP + "caddy: {sites: [{address: 'http://a.test {', upstream: 'unix//run/a/a.sock'}]}\n",
+     "caddy.sites[0].address: expected a site address"),
+    (APP + "caddy: {sites: [{address: 'http://', upstream: 'unix//run/a/a.sock'}]}\n",
+     "caddy.sites[0].address: expected a site address"),
+    (APP + "caddy: {sites: [{address: ':80', upstream: 'unix//run/caddy/admin.sock'}]}\n",
+     "caddy.sites[0].upstream: expected a Unix socket upstream (unix//path, not under /run/caddy)"),
+    (APP + "caddy: {sites: [{address: ':80', upstream: 'unix//run/a/../caddy/admin.sock'}]}\n",
+     "caddy.sites[0].upstream: expected a Unix socket upstream"),
+    (APP + "caddy: {sites: [{address: ':80', upstream: 'localhost:2019'}]}\n",
+     "caddy.sites[0].upstream: expected a Unix socket upstream"),
+    (APP + AUTH + "caddy: {sites: [{address: ':80', upstream: 'unix//run/a/a.sock', auth: forward, "
+     "public_paths: ['/*']}]}\n", "caddy.sites[0].public_paths[0]: expected a path like /health"),
+    (APP + AUTH + "caddy: {sites: [{address: ':80', upstream: 'unix//run/a/a.sock', auth: forward, "
+     "public_paths: ['/a b']}]}\n", "caddy.sites[0].public_paths[0]: expected a path like /health"),
+    (APP + "auth: {endpoint: 'unix//run/caddy/admin.sock'}\n", "auth.endpoint: expected unix//path"),
+    (APP + "auth: {endpoint: 'unix//run/a.sock', uri: '/auth {'}\n", "auth.uri: expected a path"),
+    (APP + "auth: {endpoint: 'unix//run/a.sock', copy_headers: ['Remote-User>X-Admin']}\n",
+     "auth.copy_headers[0]: expected a header name"),
+    # An app's site is served from its own directory only.
+    (APP + "apps: [{name: a, site: {address: 'http://a.test', upstream: 'unix//run/golden-apps/b/http.sock'}}]\n",
+     "apps[0].site.upstream: expected a socket under the app's own directory, unix//run/golden-apps/a/"),
+    # pg_hba keywords, PostgreSQL's own databases, existing system accounts.
+    (APP + "apps: [{name: all, postgresql: true}]\n", "apps[0].name: expected lowercase letters, digits and '-', "
+                                                      "not a system account or a PostgreSQL/Valkey keyword"),
+    (APP + "apps: [{name: www-data}]\n", "apps[0].name: expected lowercase letters"),
+    (APP + "apps: [{name: a, user: template1}]\n", "apps[0].user: expected lowercase letters"),
+    (APP + "apps: [{name: systemd-network}]\n", "apps[0].name: expected lowercase letters"),
+    (APP + "apps: [{name: default, valkey_db: 1}]\n", "apps[0].name: expected lowercase letters"),
+    # Package names reach mmdebstrap's command line.
+    (APP + "packages: ['curl,--hook-dir=/tmp']\n", "packages[0]: expected a Debian package name"),
+    (APP.replace("[{name: c}]", "[{name: c, packages: ['-x']}]"), "container_images[0].packages[0]: expected"),
+    ("name: x\nhostname: x\ndescription: \"two\\nlines\"\nbase: {suite: trixie}\n",
+     "description: control characters"),
+])
+def test_spec_text_that_would_inject_is_refused(write_spec, body, message):
+    path = write_spec("x", body)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: ") or str(err.value).startswith("images/x.yaml: ")
+
+
+def test_product_specs_pass_their_own_rules():
+    for spec in select_specs(None):
+        assert spec.sites  # the rules above did not refuse what the images use
