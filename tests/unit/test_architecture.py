@@ -81,3 +81,14 @@ def test_no_function_is_longer_than_50_lines():
             for path in golden_modules() for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50]
     assert long == []
+
+
+def test_every_unit_test_file_is_collected():
+    """pytest skips folders named build by default: tests/unit/build must not be lost."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          str(REPO / "tests" / "unit")], cwd=REPO, capture_output=True, text=True).stdout
+    collected = {line.split("::")[0] for line in out.splitlines() if "::" in line}
+    files = {str(p.relative_to(REPO)) for p in (REPO / "tests" / "unit").rglob("test_*.py")}
+    assert files and files <= collected, sorted(files - collected)
