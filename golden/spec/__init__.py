@@ -1,8 +1,8 @@
 """The image spec: its model (each field with its rule) and its loading."""
 from golden.spec.load import DEFAULT_IMAGE, load_spec, select_specs, spec_names
 from golden.spec.model import (APP_RUN_DIR, NAME_RE, RESERVED_USERS, App, Auth, Base, Caddy, Container,
-                               ContainerImage, Disk, ImageSpec, Site, Sockets, SpecError, Vm)
+                               ContainerImage, Disk, ImageSpec, Site, Sockets, SpecError, Time, Vm)
 
 __all__ = ["DEFAULT_IMAGE", "load_spec", "select_specs", "spec_names", "APP_RUN_DIR", "NAME_RE", "RESERVED_USERS",
            "App", "Auth", "Base", "Caddy", "Container", "ContainerImage", "Disk", "ImageSpec", "Site", "Sockets",
-           "SpecError", "Vm"]
+           "SpecError", "Time", "Vm"]

@@ -119,6 +119,13 @@ class Vm:
 
 
 @dataclass(frozen=True)
+class Time:
+    # NTP servers for systemd-timesyncd; empty: its default (Debian's pool).
+    servers: list[str] = ruled(default_factory=list, items=True, message="expected a host name",
+                               check=lambda v: bool(re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", v)))
+
+
+@dataclass(frozen=True)
 class Sockets:
     # group: sockets 0770, only members of the client groups connect (ADR-005).
     # open: sockets 0777, password authentication is the only gate (socket decision).
@@ -228,6 +235,7 @@ class ImageSpec:
     packages: list[str] = ruled(default_factory=list, **_PACKAGES)
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
+    time: Time = field(default_factory=Time)
     sockets: Sockets = field(default_factory=Sockets)
     apps: list[App] = field(default_factory=list)
     caddy: Caddy = field(default_factory=Caddy)

@@ -43,8 +43,10 @@ def make_seed(work: Path, public_key: str, instance_id: str, log: BuildLog) -> P
 
 
 class FreshHost:
-    def __init__(self, qcow2: Path, work: Path, accelerator: str, log: BuildLog, memory: int = 1024, cpus: int = 2):
+    def __init__(self, qcow2: Path, work: Path, accelerator: str, log: BuildLog, memory: int = 1024, cpus: int = 2,
+                 disk_gb: int = 6):
         self.qcow2, self.work, self.accelerator, self.log = qcow2, work, accelerator, log
+        self.disk_gb = disk_gb
         self.memory, self.cpus = memory, cpus
         self.key = work / "id_ed25519"
         self.serial = work / "fresh-serial.log"
@@ -59,7 +61,9 @@ class FreshHost:
         self.log.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{USER}@golden-test", "-f", self.key])
         seed = make_seed(self.work, self.key.with_suffix(".pub").read_text(), f"golden-{os.getpid()}", self.log)
         overlay = self.work / "overlay.qcow2"
-        self.log.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qcow2.resolve(), overlay])
+        # Bigger than the image, as a user's disk would be: the root grows to it.
+        self.log.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qcow2.resolve(), overlay,
+                      f"{self.disk_gb}G"])
         self.vm = QemuVM([f"file={overlay},format=qcow2", f"file={seed},format=raw,readonly=on"],
                          self.serial, self.accelerator, self.log, self.memory, self.cpus)
         self.vm.start()

@@ -37,8 +37,9 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
     work = Path(tempfile.mkdtemp(prefix=f"golden-test-{name}-"))
     try:
         with libvirt_session(work, say=log.say) as session:
+            # The test VM's disk is 2 GiB larger than the image's: its root must grow to it.
             vms = VagrantVMs(artifact / f"{name}-{version}.libvirt.box", f"golden-{name}-{version}",
-                             MACHINES, work, session, log)
+                             MACHINES, work, session, log, disk_gb=manifest["disk_size"] // 2**30 + 2)
             try:
                 with log.stage("vagrant up"):
                     vms.add_box()

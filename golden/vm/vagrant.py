@@ -21,11 +21,12 @@ def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
 
 class VagrantVMs:
     def __init__(self, box_file: Path, box_name: str, machines: list[str], work: Path,
-                 session: LibvirtSession, log: BuildLog):
+                 session: LibvirtSession, log: BuildLog, disk_gb: int | None = None):
         self.box_file, self.box_name, self.machines = box_file, box_name, machines
         self.work, self.session, self.log = work, session, log
         work.mkdir(parents=True, exist_ok=True)
-        self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines))
+        self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
+                               **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}))
 
     def _vagrant(self, *args: str) -> None:
         self.log.run(self.session.wrap(["vagrant", *args]), cwd=VAGRANT_DIR, env=self.env)

@@ -43,6 +43,48 @@ UNIT
 chroot "$root" systemctl enable golden-ssh-hostkeys.service
 printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n' \
     > "$root/etc/ssh/sshd_config.d/golden-host-keys.conf"
+# Keys only, no root login, no X11 (Debian's defaults allow passwords and X11).
+# sshd takes the first value it reads: 10- comes before cloud-init's 50-.
+cat > "$root/etc/ssh/sshd_config.d/10-golden-hardening.conf" <<'CONF'
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+X11Forwarding no
+CONF
+
+# The root partition and file system grow to the disk at every boot (a VM
+# whose disk was made bigger than the image's), for Vagrant boxes and fresh
+# hosts alike; cloud-init's own growpart is off so that one mechanism does it.
+cat > "$root/usr/local/sbin/golden-growroot" <<'SCRIPT'
+#!/bin/sh
+# Grows the root partition to the end of its disk, then its ext4 (online).
+set -eu
+root=$(findmnt -no SOURCE /)
+part=$(basename "$(readlink -f "$root")")
+disk=$(basename "$(readlink -f "/sys/class/block/$part/..")")
+number=$(cat "/sys/class/block/$part/partition")
+rc=0
+out=$(growpart "/dev/$disk" "$number" 2>&1) || rc=$?
+echo "$out"
+case $rc in
+  0) resize2fs "$root" ;;
+  1) case $out in NOCHANGE*) ;; *) exit 1 ;; esac ;;
+  *) exit "$rc" ;;
+esac
+SCRIPT
+chmod 0755 "$root/usr/local/sbin/golden-growroot"
+cat > "$root/etc/systemd/system/golden-growroot.service" <<'UNIT'
+[Unit]
+Description=Grow the root partition and file system to the disk
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/golden-growroot
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+chroot "$root" systemctl enable golden-growroot.service
 
 
 # Fresh hosts get their users, keys and hostname from cloud-init. Only seeds
@@ -50,9 +92,15 @@ printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_k
 # config-2): with neither (Vagrant, the build VM) ds-identify switches
 # cloud-init off for the boot, so nothing probes metadata services or waits.
 # cloud-init makes a fresh host's SSH keys itself: the same two kinds.
+# The host's own name resolves (sudo would warn on every call otherwise), as
+# on Debian's cloud images.
 cat > "$root/etc/cloud/cloud.cfg.d/90-golden.cfg" <<'CFG'
 datasource_list: [NoCloud, ConfigDrive]
 ssh_genkeytypes: [ed25519, ecdsa]
+ssh_pwauth: false
+manage_etc_hosts: true
+growpart: {mode: "off"}
+resize_rootfs: false
 CFG
 
 # Not the build host's name: provisioning sets the spec's hostname.

@@ -27,10 +27,12 @@ def manifest(request):
 
 
 @pytest.fixture(scope="session")
-def fresh_vm(request):
+def fresh_vm(request, manifest):
     log = BuildLog(Path(request.config.getoption("golden_log")), echo=open("/dev/null", "w"))
     with tempfile.TemporaryDirectory(prefix="golden-fresh-") as work:
-        vm = FreshHost(Path(request.config.getoption("golden_qcow2")), Path(work), probe_accelerator(), log)
+        # A disk 2 GiB larger than the image's, as a user's would be: the root grows to it.
+        vm = FreshHost(Path(request.config.getoption("golden_qcow2")), Path(work), probe_accelerator(), log,
+                       disk_gb=manifest["disk_size"] // 2**30 + 2)
         try:
             vm.boot()
             vm.wait_for_ssh()

@@ -29,6 +29,22 @@ def test_cloud_init_configured_the_host_from_the_nocloud_seed(fresh):
     assert fresh.check_output("hostname") == HOSTNAME
 
 
+def test_the_hosts_own_name_resolves_and_sudo_does_not_warn(fresh):
+    """cloud-init manages /etc/hosts, as on Debian's cloud images."""
+    assert HOSTNAME in fresh.check_output(f"getent hosts {HOSTNAME}").split()
+    assert fresh.run("sudo -n true").stderr == ""
+
+
+def test_root_grows_to_the_disk_and_sshd_is_hardened(fresh, manifest):
+    """The fresh host's disk is 2 GiB larger than the image, as a user's would be."""
+    root_bytes = int(fresh.check_output("df -B1 --output=size / | tail -1"))
+    assert root_bytes > manifest["disk_size"] + (1 << 30)
+    config = fresh.check_output("sudo sshd -T")
+    for setting in ("passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no",
+                    "x11forwarding no"):
+        assert setting in config.splitlines(), setting
+
+
 def test_vagrant_insecure_key_does_not_open_the_image(fresh, fresh_vm):
     private, _ = insecure_key_pair()
     with pytest.raises(paramiko.AuthenticationException):

@@ -10,6 +10,13 @@ def test_sshd_running_and_enabled(host):
 
 
 
+def test_sshd_takes_keys_only_no_root_no_x11(host):
+    """Debian's defaults allow passwords and X11 forwarding: the image does not."""
+    config = dict(line.split(" ", 1) for line in host.check_output("sudo sshd -T").splitlines() if " " in line)
+    assert (config["passwordauthentication"], config["kbdinteractiveauthentication"], config["permitrootlogin"],
+            config["x11forwarding"]) == ("no", "no", "no", "no")
+
+
 def test_vagrant_user_has_passwordless_sudo(host):
     assert host.user().name == "vagrant"
     assert host.run("sudo -n true").rc == 0

@@ -21,11 +21,22 @@ def test_boots_from_its_own_disk_with_grub(host):
     assert "21686148-6449-6e6f-744e-656564454649" in part_types
 
 
-def test_root_filesystem_of_spec_size(host, manifest):
+def test_root_grows_to_a_disk_larger_than_the_image(host, manifest):
+    """The test VM's disk is 2 GiB larger than the spec's (as a user resizes a
+    box's disk): golden-growroot grew the partition and the ext4 to it."""
+    host.run("systemctl is-system-running --wait")  # golden-growroot has run
     disk = "/dev/" + host.check_output("lsblk -no PKNAME $(findmnt -no SOURCE /)")
-    assert int(host.check_output(f"lsblk -bdno SIZE {disk}")) == manifest["disk_size"]
+    disk_bytes = int(host.check_output(f"lsblk -bdno SIZE {disk}"))
+    assert disk_bytes > manifest["disk_size"]
     root_bytes = int(host.check_output("df -B1 --output=size / | tail -1"))
-    assert 0.9 * manifest["disk_size"] < root_bytes <= manifest["disk_size"]
+    assert manifest["disk_size"] < 0.9 * disk_bytes < root_bytes <= disk_bytes
+    assert host.service("golden-growroot").is_enabled
+    assert host.run("sudo /usr/local/sbin/golden-growroot").rc == 0  # nothing left to grow: no error
+
+
+def test_clock_is_kept_by_timesyncd(host):
+    assert host.service("systemd-timesyncd").is_enabled and host.service("systemd-timesyncd").is_running
+    assert host.check_output("timedatectl show -p NTP --value") == "yes"
 
 
 def test_root_filesystem_in_fstab(host):

@@ -20,8 +20,9 @@ SECTION = "rootfs"  # of the lock
 # The base every image needs to boot, log in and be provisioned. The cloud
 # kernel has the drivers of virtual machines only (virtio, the clouds' NICs
 # and disks): a third of the generic kernel's modules, and a smaller initrd.
+# cloud-guest-utils: growpart (golden-growroot); systemd-timesyncd: the clock.
 BASE_PACKAGES = ["linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
-                 "sudo", "grub-pc", "iproute2", "cloud-init"]
+                 "sudo", "grub-pc", "iproute2", "cloud-init", "cloud-guest-utils", "systemd-timesyncd"]
 
 
 def all_packages(spec: ImageSpec) -> list[str]:

@@ -200,3 +200,16 @@ def test_valkey_runs_from_rendered_config(rendered, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_time_servers_come_from_the_spec(write_spec, tmp_path):
+    """systemd-timesyncd's drop-in: the spec's servers, or none (timesyncd's default)."""
+    default = render_tree(load_spec(write_spec("a")), tmp_path / "a")
+    chosen = render_tree(load_spec(write_spec("b", "name: b\nhostname: b\nbase: {suite: trixie}\n"
+                                                   "time: {servers: [ntp1.example.org, 192.0.2.1]}\n")), tmp_path / "b")
+    conf = "etc/systemd/timesyncd.conf.d/golden.conf"
+    assert tmp_path / "a" / conf in default and tmp_path / "b" / conf in chosen
+    assert "NTP=" not in (tmp_path / "a" / conf).read_text()  # timesyncd's default servers
+    assert "\nNTP=ntp1.example.org 192.0.2.1\n" in (tmp_path / "b" / conf).read_text()
+    with pytest.raises(Exception, match=r"time.servers\[0\]: expected a host name"):
+        load_spec(write_spec("c", "name: c\nhostname: c\nbase: {suite: trixie}\ntime: {servers: ['a b']}\n"))
