@@ -15,6 +15,8 @@ def test_credentials_file(host, app, facts):
     db = {"authentik": 1, "gitea": 2}[app]
     assert values["CACHE_URL"].startswith(f"unix:///var/run/valkey/valkey.sock?db={db}&password=")
     assert len(values["PGPASSWORD"]) == 32 and len(values["VALKEY_PASSWORD"]) == 32
+    assert values["VALKEY_KEY_PREFIX"] == f"{app}:"  # the only keys its ACL user may touch
+    assert values["PGREQUIREAUTH"] == "scram-sha-256"  # libpq sends no password to a server that asks otherwise
 
 
 def test_app_users_and_groups(host, facts):

@@ -23,10 +23,30 @@ def test_no_tcp(host):
     assert host.run("timeout 5 bash -c 'echo > /dev/tcp/127.0.0.1/6379'").rc != 0
 
 
-def test_app_talks_to_valkey_with_its_password(host):
-    r = as_app(host, "authentik", f"{CLI} SET golden-key hello && {CLI} GET golden-key && {CLI} ACL WHOAMI")
+def test_app_talks_to_valkey_with_its_password_under_its_prefix(host):
+    r = as_app(host, "authentik", f'{CLI} SET "${{VALKEY_KEY_PREFIX}}golden-key" hello && '
+                                  f'{CLI} GET "${{VALKEY_KEY_PREFIX}}golden-key" && {CLI} ACL WHOAMI && '
+                                  f'{CLI} CLIENT SETNAME authentik-web && echo "$VALKEY_KEY_PREFIX"')
     assert r.rc == 0, r.stderr
-    assert r.stdout.split() == ["OK", "hello", "authentik"]
+    assert r.stdout.split() == ["OK", "hello", "authentik", "OK", "authentik:"]
+
+
+def test_one_app_cannot_touch_another_apps_keys(host):
+    assert as_app(host, "gitea", f"{CLI} SET gitea:secret s3").stdout.strip() == "OK"
+    for command in ("GET gitea:secret", "SET gitea:secret x", "DEL gitea:secret", "SET unprefixed x",
+                    "SUBSCRIBE gitea:events"):
+        r = as_app(host, "authentik", f"timeout 5 {CLI} {command}")
+        assert "NOPERM" in r.stdout + r.stderr, (command, r.stdout, r.stderr)
+    assert as_app(host, "gitea", f"{CLI} GET gitea:secret").stdout.strip() == "s3"
+
+
+def test_no_app_reaches_past_its_keys(host):
+    for command in ("FLUSHALL", "FLUSHDB", "SWAPDB 1 2", "KEYS '*'", "MIGRATE 127.0.0.1 6379 gitea:secret 0 100",
+                    "CONFIG GET port", "DEBUG SLEEP 0", "FUNCTION FLUSH", "SCRIPT FLUSH", "SHUTDOWN"):
+        r = as_app(host, "authentik", f"{CLI} {command}")
+        # DEBUG is also off server-wide (enable-debug-command), which Valkey checks first.
+        assert "NOPERM" in r.stdout + r.stderr or "DEBUG command not allowed" in r.stdout, (command, r.stdout)
+    assert as_app(host, "gitea", f"{CLI} GET gitea:secret").stdout.strip() == "s3"
 
 
 def test_app_is_not_admin(host):

@@ -171,8 +171,8 @@ def test_valkey_runs_from_rendered_config(rendered, tmp_path):
     base.mkdir()
     acl = base / "users.acl"
     shutil.copy(root / "etc/valkey/users.acl", acl)
-    with acl.open("a") as f:
-        f.write(f"user {spec.apps[0].user} on #{hashlib.sha256(b'app-pw').hexdigest()} ~* &* +@all -@admin\n")
+    for app in spec.apps[:2]:  # their ACL users exactly as the image's first boot writes them
+        _append_acl_user(root / "usr/local/sbin/golden-credentials", app.user, f"pw-{app.name}", acl)
     sock = base / "valkey.sock"
     log = base / "server.log"
     group = grp.getgrgid(os.getgid()).gr_name
@@ -192,14 +192,42 @@ def test_valkey_runs_from_rendered_config(rendered, tmp_path):
         for user, password in ((spec.apps[0].user, "nope"), ("default", "")):
             refused = cli("--user", user, "--pass", password, "--no-auth-warning", "PING")
             assert "WRONGPASS" in refused.stderr and "NOAUTH" in refused.stdout
-        ok = cli("--user", spec.apps[0].user, "--pass", "app-pw", "--no-auth-warning", "-n",
-                 str(spec.apps[0].valkey_db), "SET", "k", "v")
-        assert ok.stdout.strip() == "OK", ok.stdout + ok.stderr
-        denied = cli("--user", spec.apps[0].user, "--pass", "app-pw", "--no-auth-warning", "CONFIG", "GET", "port")
-        assert "NOPERM" in denied.stdout
+        first, second = spec.apps[:2]
+
+        def as_app(app, *args):
+            return cli("--user", app.user, "--pass", f"pw-{app.name}", "--no-auth-warning", "-n",
+                       str(app.valkey_db), *args).stdout.strip()
+
+        assert as_app(first, "SET", f"{first.name}:k", "v") == "OK"
+        assert as_app(second, "SET", f"{second.name}:k", "w") == "OK"
+        assert as_app(first, "CLIENT", "SETNAME", "web") == "OK"
+        assert as_app(first, "EVAL", "return redis.call('GET', KEYS[1])", "1", f"{first.name}:k") == "v"
+        for command in (["GET", f"{second.name}:k"], ["SET", f"{second.name}:k", "x"], ["SET", "k", "x"],
+                        ["EVAL", "return redis.call('GET', KEYS[1])", "1", f"{second.name}:k"],
+                        ["SELECT", str(second.valkey_db)], ["FLUSHALL"], ["FLUSHDB"], ["SWAPDB", "1", "2"],
+                        ["KEYS", "*"], ["CONFIG", "GET", "port"], ["DEBUG", "SLEEP", "0"], ["FUNCTION", "FLUSH"],
+                        ["SCRIPT", "FLUSH"], ["MIGRATE", "127.0.0.1", "6379", f"{first.name}:k", "0", "100"],
+                        ["PUBLISH", f"{second.name}:events", "x"]):
+            if command[0] == "SELECT":  # allowed, but the other app's keys stay out of reach there too
+                assert cli("--user", first.user, "--pass", f"pw-{first.name}", "--no-auth-warning", "-n",
+                           str(second.valkey_db), "GET", f"{second.name}:k").stdout.startswith("NOPERM")
+                continue
+            # DEBUG is also off server-wide (enable-debug-command), which Valkey checks first.
+            assert as_app(first, *command).startswith(("NOPERM", "ERR DEBUG command not allowed")), command
+        assert as_app(second, "GET", f"{second.name}:k") == "w"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _append_acl_user(credentials_script: Path, user: str, password: str, acl: Path) -> None:
+    """Runs the script's own lines that write user's ACL entry."""
+    lines = credentials_script.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f'echo "user {user} on '))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith('>>"$acl"'))
+    snippet = "\n".join(lines[start:end + 1])
+    subprocess.run(["sh", "-euc", "sha256() { printf '%s' \"$1\" | sha256sum | cut -d' ' -f1; }\n"
+                    f"valkey_password={password}\nacl={acl}\n{snippet}"], check=True)
 
 
 def test_time_servers_come_from_the_spec(write_spec, tmp_path):
