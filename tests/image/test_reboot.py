@@ -10,15 +10,15 @@ CLI = VALKEY_CLI
 def test_services_and_data_survive_reboot(host):
     wrote = as_app(host, "gitea", 'psql -X -q -v ON_ERROR_STOP=1 -tAc "CREATE TABLE before_reboot (v text); '
                    "INSERT INTO before_reboot VALUES ('kept')\" && "
-                   f"{CLI} SET before-reboot kept")
-    assert wrote.rc == 0, wrote.stderr
+                   f"{CLI} SET gitea:before-reboot kept")
+    assert wrote.rc == 0 and wrote.stdout.split()[-1:] == ["OK"], wrote.stdout + wrote.stderr
     credentials = host.check_output("sudo cat /etc/golden/credentials/gitea.env")
 
     reboot(host)
 
     for unit in ("postgresql@17-main", "valkey-server", "caddy", "ssh"):
         assert host.service(unit).is_running, unit
-    read = as_app(host, "gitea", f'psql -X -tAc "SELECT v FROM before_reboot" && {CLI} GET before-reboot')
+    read = as_app(host, "gitea", f'psql -X -tAc "SELECT v FROM before_reboot" && {CLI} GET gitea:before-reboot')
     assert read.rc == 0, read.stderr
     assert read.stdout.split() == ["kept", "kept"]
     # Credentials are made once per host, not on every boot.
