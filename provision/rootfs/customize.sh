@@ -97,7 +97,6 @@ chroot "$root" systemctl enable golden-growroot.service
 cat > "$root/etc/cloud/cloud.cfg.d/90-golden.cfg" <<'CFG'
 datasource_list: [NoCloud, ConfigDrive]
 ssh_genkeytypes: [ed25519, ecdsa]
-ssh_pwauth: false
 manage_etc_hosts: true
 growpart: {mode: "off"}
 resize_rootfs: false
