@@ -39,7 +39,7 @@ def build(c, image=None, all=False, jobs=1, force=False, locked=False):
     _guard(run)
 
 
-@task(help={"image": "image spec name (default: every spec in images/)"})
+@task(help={"image": "image spec name, from images/ or tests/images (default: all of both)"})
 def test(c, image=None):
     """Unit tests, then each image booted in Vagrant and validated with testinfra."""
     from golden.build.pipeline import require_tools
@@ -47,7 +47,7 @@ def test(c, image=None):
     from golden.verify.suite import run_test_suite
 
     def run():
-        specs = select_specs(image)
+        specs = select_specs(image, tests=True)
         require_tools()
         if not run_test_suite(specs):
             raise Exit(code=1)
@@ -101,7 +101,7 @@ def clean(c, image=None, keep=1, cache=False):
         if cache:
             clean_cache()
         else:
-            prune_cache(select_specs(None))
+            prune_cache(select_specs(None, tests=True))  # test-only images keep their cache too
     _guard(run)
 
 

@@ -36,7 +36,7 @@ from golden.build.manifest import read_manifest, write_manifest
 from golden.build.stages import containers, disk, package, provision, rootfs
 from golden.errors import GoldenError
 from golden.paths import REPO
-from golden.spec import ImageSpec
+from golden.spec import ImageSpec, is_test_spec, spec_warnings
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.runner import BuildLog, stop_all_running
@@ -156,6 +156,7 @@ def build_key(spec: ImageSpec) -> str:
     """Everything that shapes the artifact: spec, lock, provisioning files, the pipeline's code."""
     provision_files = [p for p in (REPO / "provision").rglob("*") if p.is_file()]
     provision_files += [lock.lock_path(spec)] if lock.lock_path(spec).is_file() else []
+    provision_files += [REPO / p for image in spec.container_images for p in image.programs]
     return stage_key(spec=spec.canonical_json(), provision=hash_files(provision_files),
                      code=code_digest(__name__))
 
@@ -221,6 +222,8 @@ def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = Fa
                        version=version, accelerator=probe_accelerator(), force=force).compute_keys()
     ctx.log.say(f"building {spec.name} {version} (accelerator: {ctx.accelerator}); log: {ctx.log.path}")
     ctx.log.say(f"packages: {plan.reason}")
+    for warning in spec_warnings(spec):
+        ctx.log.say(warning)
     try:
         run_stages(ctx)
         manifest = _manifest(ctx)
@@ -265,6 +268,10 @@ def _manifest(ctx: BuildContext) -> dict:
         "base": {"suite": spec.base.suite, "mirror": spec.base.mirror,
                  "sources": [p.sources_line(spec.base.components) for p in pockets(spec.base)]},
         "hostname": spec.hostname,
+        "test_only": is_test_spec(spec),  # tests/images: never published
+        "apps": [{"name": a.name, "user": a.user, "postgresql": a.postgresql, "valkey_db": a.valkey_db,
+                  "container": a.container is not None} for a in spec.apps],
+        "sites": [site.address for site in spec.sites],
         "disk_size": spec.disk.size_bytes,
         "packages": sections.pop(rootfs.SECTION),
         "container_packages": sections,

@@ -50,6 +50,8 @@ def check_publishable(artifact: Path) -> dict:
     manifest = read_manifest(manifest_path)
     verdict = manifest.get("test")
     where = f"{manifest['name']} {manifest['version']}"
+    if manifest.get("test_only"):
+        raise PublishError(f"{where}: built from a test-only spec (tests/images): never published")
     if not verdict:
         raise PublishError(f"{where}: not tested: run ./inv test first")
     if not verdict.get("passed"):

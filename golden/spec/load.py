@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from golden import settings
-from golden.spec.model import NAME_RE, ImageSpec, SpecError
+from golden.paths import REPO, TEST_IMAGES_DIR
+from golden.spec.model import NAME_RE, ImageSpec, Site, SpecError
 
 _INTERNAL = {"path", "sha256"}
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -125,7 +126,9 @@ def _resolve(path: Path, seen: tuple = ()) -> tuple[dict, bytes]:
         return data, raw
     if not isinstance(parent_name, str) or not NAME_RE.match(parent_name):
         raise SpecError(f"{shown}: extends: expected the name of another image spec")
-    parent_path = path.parent / f"{parent_name}.yaml"
+    # Beside the spec, else a product image (a test-only spec extends one).
+    parent_path = next((d / f"{parent_name}.yaml" for d in (path.parent, settings.images_dir())
+                        if (d / f"{parent_name}.yaml").is_file()), path.parent / f"{parent_name}.yaml")
     if parent_path.resolve() in seen or parent_path.resolve() == path.resolve():
         raise SpecError(f"{shown}: extends: circular chain through {parent_name!r}")
     if not parent_path.is_file():
@@ -145,6 +148,7 @@ def load_spec(path: Path) -> ImageSpec:
         raise SpecError(f"{shown}: name: must match the file name ({path.stem!r})")
     _check_apps(spec, shown)
     _check_sites(spec, shown)
+    _check_programs(spec, shown)
     return dataclasses.replace(spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -180,6 +184,38 @@ def _check_sites(spec: ImageSpec, shown: str) -> None:
         if site.address in seen:
             raise SpecError(f"{shown}: {where}.address: {site.address!r} is already a site of this image")
         seen.add(site.address)
+    # The same backend behind forward auth on one site and open on another
+    # would let anyone around the auth through the open one.
+    guarded = {s.upstream for _, s in sites if s.auth == "forward"}
+    for where, site in sites:
+        if site.auth != "forward" and site.upstream in guarded:
+            raise SpecError(f"{shown}: {where}.upstream: {site.upstream} is served with forward auth by "
+                            f"another site; serving it without auth here would bypass it")
+
+
+def _check_programs(spec: ImageSpec, shown: str) -> None:
+    for i, image in enumerate(spec.container_images):
+        for j, program in enumerate(image.programs):
+            path = (REPO / program).resolve()
+            if not path.is_relative_to(REPO) or not path.is_file():
+                raise SpecError(f"{shown}: container_images[{i}].programs[{j}]: no file {program!r} "
+                                f"in the repository")
+
+
+def _is_local(site: Site) -> bool:
+    """Reached only from the host itself (localhost, 127.x)."""
+    host = re.sub(r"^https?://", "", site.address).rpartition(":")
+    host = host[0] if host[1] else host[2]
+    return host == "localhost" or host.endswith(".localhost") or host.startswith("127.")
+
+
+def spec_warnings(spec: ImageSpec) -> list[str]:
+    """What the spec allows but an operator should know (printed by the build)."""
+    shown = _shown(Path(spec.path)) if spec.path else spec.name
+    return [f"warning: {shown}: site {site.address}: forward auth over plain HTTP: session cookies and "
+            f"identities cross the network in clear (use https://, or keep the site behind a TLS proxy)"
+            for site in spec.sites if site.auth == "forward" and not site.address.startswith("https://")
+            and not _is_local(site)]
 
 
 def _shown(path: Path) -> str:
@@ -196,15 +232,22 @@ def spec_names(images_dir: Path | None = None) -> list[str]:
 DEFAULT_IMAGE = "infra"  # what ./inv build builds without --image or --all
 
 
-def select_specs(image: str | None, images_dir: Path | None = None) -> list[ImageSpec]:
-    """All specs when image is None, else the one named; each fully validated first."""
-    images_dir = Path(images_dir or settings.images_dir())
-    names = spec_names(images_dir)
+def select_specs(image: str | None, images_dir: Path | None = None, tests: bool = False) -> list[ImageSpec]:
+    """All specs when image is None, else the one named; each fully validated
+    first. tests: the test-only specs of tests/images too (./inv test)."""
+    dirs = [Path(images_dir or settings.images_dir())] + ([TEST_IMAGES_DIR] if tests else [])
+    paths = {n: d / f"{n}.yaml" for d in reversed(dirs) for n in spec_names(d)}
     if image is not None:
-        if image not in names:
-            known = ", ".join(names) or "none"
+        if image not in paths:
+            known = ", ".join(sorted(paths)) or "none"
             raise SpecError(f"unknown image {image!r} (known: {known})")
-        names = [image]
-    if not names:
-        raise SpecError(f"no image specs in {images_dir}")
-    return [load_spec(Path(images_dir) / f"{n}.yaml") for n in names]
+        paths = {image: paths[image]}
+    if not paths:
+        raise SpecError(f"no image specs in {dirs[0]}")
+    products = [n for n in paths if paths[n].parent == dirs[0]]
+    return [load_spec(paths[n]) for n in sorted(products) + sorted(set(paths) - set(products))]
+
+
+def is_test_spec(spec: ImageSpec) -> bool:
+    """A test-only spec (tests/images): its artifacts are never published."""
+    return Path(spec.path).resolve().is_relative_to(TEST_IMAGES_DIR)

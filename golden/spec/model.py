@@ -39,6 +39,11 @@ PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 COMMAND_RE = re.compile(r"^[A-Za-z0-9 ._/=:,@+-]*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9._:/@+=,-]*$")
+REPO_FILE_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+# Identity headers a forward-auth provider sets: every site drops them (and
+# their underscore forms, which CGI/WSGI backends read as the same variable)
+# from what clients send.
+IDENTITY_HEADERS = ["Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups"]
 
 
 class SpecError(GoldenError):
@@ -141,6 +146,9 @@ class ContainerImage:
     """An OCI image built from Debian packages at build time (no registry)."""
     name: str = ruled(**_name())
     packages: list[str] = ruled(default_factory=list, **_PACKAGES)
+    # Files of this repository (paths from its top) copied to /usr/local/bin.
+    programs: list[str] = ruled(default_factory=list, items=True, check=lambda v: bool(REPO_FILE_RE.match(v)),
+                                message="expected a path inside the repository, like tests/images/containers/x")
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,9 @@ class Container:
     # empty: run as the app's own user from the start.
     switch_to: str = ruled("", check=lambda v: v == "" or bool(re.match(r"^[a-z_][a-z0-9_-]{0,31}$", v)),
                            message="expected a user name")
+    # A read-only root file system (writable /tmp and /run); false for apps
+    # that write into their image.
+    read_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,9 +226,8 @@ class Auth:
     uri: str = ruled("/outpost.goauthentik.io/auth/caddy", check=lambda v: bool(URL_PATH_RE.match(v)),
                      message="expected a path")
     # Header names only: Caddy's "A>B" form would let the provider's answer set any header.
-    copy_headers: list[str] = ruled(default_factory=lambda: ["Remote-User", "Remote-Name", "Remote-Email",
-                                                             "Remote-Groups"],
-                                    items=True, check=lambda v: bool(HEADER_RE.match(v)), message="expected a header name")
+    copy_headers: list[str] = ruled(default_factory=lambda: list(IDENTITY_HEADERS), items=True,
+                                    check=lambda v: bool(HEADER_RE.match(v)), message="expected a header name")
 
 
 @dataclass(frozen=True)
@@ -248,6 +258,12 @@ class ImageSpec:
     def sites(self) -> list[Site]:
         """Every Caddy site: the spec-level ones, then the apps' own."""
         return list(self.caddy.sites) + [app.site for app in self.apps if app.site]
+
+    @property
+    def identity_headers(self) -> list[str]:
+        """What every site drops from client requests, in both spellings."""
+        names = dict.fromkeys(IDENTITY_HEADERS + (self.auth.copy_headers if self.auth else []))
+        return list(dict.fromkeys([n for name in names for n in (name, name.replace("-", "_"))]))
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

@@ -2,7 +2,10 @@
 
 The suite runs on --hosts, a VM on its first boot from the box. The built
 artifact's manifest from --golden-manifest tells what the image promises.
-Tests marked `reboot` run last: they restart the VM.
+Tests marked `reboot` run last: they restart the VM. Tests marked `fixtures`
+need the test-only apps, sites and auth provider of tests/images: they run
+on those images only (a product image has none of them, which
+test_product.py asserts).
 """
 import json
 import time
@@ -18,9 +21,16 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "reboot: reboots the VM; runs after every other test")
+    config.addinivalue_line("markers", "fixtures: needs the fixtures of a test-only image (tests/images)")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    with open(config.getoption("golden_manifest")) as f:
+        test_only = json.load(f).get("test_only", False)
+    if not test_only:
+        deselected = [item for item in items if item.get_closest_marker("fixtures")]
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("fixtures")]
     items.sort(key=lambda item: item.get_closest_marker("reboot") is not None)
 
 

@@ -1,7 +1,11 @@
 """Applications as rootful Podman Quadlet services reaching the sockets (ADR-003, ADR-005)."""
 import re
 
+import pytest
+
 from conftest import as_user, latest_probe_line, wait_until
+
+pytestmark = pytest.mark.fixtures  # the apps of tests/images
 
 
 def _container_pid(host, name: str) -> int:
@@ -87,3 +91,46 @@ def test_served_app_socket_is_shared_with_caddy_only(host, outsider):
     refused = as_user(host, outsider, request)
     assert refused.rc == 7 and "app=" not in refused.stdout  # curl: could not connect
     assert as_user(host, "probe", request).rc == 7  # another app is refused too
+
+
+def _status(host, name: str) -> dict[str, str]:
+    pid = _container_pid(host, name)
+    return dict(line.split(":\t", 1) for line in host.check_output(f"sudo cat /proc/{pid}/status").splitlines()
+                if ":\t" in line)
+
+
+def test_containers_keep_no_capability_but_what_switching_users_needs(host):
+    probe, switcher = _status(host, "probe"), _status(host, "switcher")
+    assert int(probe["CapBnd"], 16) == 0 and int(probe["CapEff"], 16) == 0
+    assert int(switcher["CapBnd"], 16) == (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID only
+    assert int(switcher["CapEff"], 16) == 0  # dropped with the switch to nobody
+    assert probe["NoNewPrivs"].strip() == switcher["NoNewPrivs"].strip() == "1"
+
+
+def test_root_in_a_container_cannot_touch_the_socket_directories(host):
+    """The switcher's root (before it switches) is the strongest process an app runs."""
+    mounts = host.check_output("sudo podman inspect -f '{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}' switcher")
+    assert {"/var/run/postgresql=false", "/var/run/valkey=false"} <= set(mounts.split()), mounts
+    for directory, sock in (("/var/run/postgresql", ".s.PGSQL.5432"), ("/var/run/valkey", "valkey.sock")):
+        for attempt in (f"touch {directory}/planted", f"rm -f {directory}/{sock}",
+                        f"mv {directory}/{sock} {directory}/moved"):
+            r = host.run(f"sudo podman exec -u 0 switcher {attempt}")
+            assert r.rc != 0 and "Read-only file system" in r.stderr, (attempt, r.stderr)
+        with host.sudo():
+            assert not host.file(f"{directory}/planted").exists
+            assert host.file(f"{directory}/{sock}").is_socket
+    root_fs = host.run("sudo podman exec -u 0 switcher touch /usr/planted")
+    assert root_fs.rc != 0 and "Read-only file system" in root_fs.stderr  # ReadOnly=true
+
+
+def test_probe_passes_no_password_on_its_command_line(host):
+    """What valkey-cli gets from the probe, seen by a stand-in valkey-cli."""
+    shim = ("mkdir -p /tmp/shim && printf '#!/bin/sh\\necho \"argv: $*\"\\necho \"env: $REDISCLI_AUTH\"\\n' "
+            ">/tmp/shim/valkey-cli && chmod +x /tmp/shim/valkey-cli && "
+            "PATH=/tmp/shim:$PATH PROBE_ONCE=1 golden-probe")
+    out = host.check_output(f"sudo podman exec probe sh -c '{shim}'")
+    password = dict(line.split("=", 1) for line in host.check_output(
+        "sudo cat /etc/golden/credentials/probe.env").splitlines())["VALKEY_PASSWORD"]
+    assert "argv: -s /var/run/valkey/valkey.sock --user probe" in out
+    assert password not in out.split("argv:")[1].split("env:")[0]
+    assert f"env: {password}" in out  # REDISCLI_AUTH, readable by its own user only

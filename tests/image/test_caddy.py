@@ -6,12 +6,14 @@ from conftest import main_pid, start_unix_server, wait_until
 ADMIN = "/run/caddy/admin.sock"
 UNIT = "caddy.service"
 UPSTREAM_DIR = "/run/web"
-# A tiny backend on the site's Unix-socket upstream, started by the test.
+# A tiny backend on the site's Unix-socket upstream, started by the test: it
+# names any identity header that reached it.
 BACKEND = r"""
 import http.server, os, socketserver, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = b"hello from the unix socket backend\n"
+        seen = sorted(k for k in self.headers if k.lower().replace("_", "-").startswith("remote-"))
+        body = ("hello from the unix socket backend%s\n" % "".join(" " + k for k in seen)).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def address_string(self): return "unix"
@@ -43,6 +45,12 @@ def test_unprivileged_user_cannot_use_admin_api(host, outsider):
     assert r.rc == 7  # curl: could not connect (no access to /run/caddy)
 
 
+def test_no_site_and_nothing_on_port_80_unless_the_spec_declares_one(host, manifest):
+    config = host.check_output(f"sudo curl -sf -H 'Host: ' --unix-socket {ADMIN} http://localhost/config/apps/http")
+    listening = host.run("curl -s -o /dev/null http://127.0.0.1/").rc != 7  # 7: could not connect
+    assert (config != "null", listening) == (bool(manifest["sites"]), bool(manifest["sites"]))
+
+
 @pytest.fixture
 def backend(host):
     start_unix_server(host, "golden-test-backend", BACKEND, f"{UPSTREAM_DIR}/web.sock")
@@ -50,16 +58,28 @@ def backend(host):
     host.run("sudo systemctl stop golden-test-backend")
 
 
+@pytest.mark.fixtures
 def test_site_proxies_to_unix_socket_upstream(host, backend):
     r = host.run("curl -s -o /dev/stdout -w '%{http_code}' http://127.0.0.1/")
     assert r.stdout == "hello from the unix socket backend\n200"
 
 
+@pytest.mark.fixtures
+def test_a_site_without_auth_drops_client_identity_headers(host, backend):
+    """No backend may take a client's word for who it is, in either spelling."""
+    sent = " ".join(f"-H '{h}: admin'" for h in ("Remote-User", "Remote_User", "remote_user", "Remote-Groups",
+                                                  "Remote_Groups", "Remote-Email", "Remote-Name"))
+    r = host.run(f"curl -s {sent} -H 'X-Other: kept' http://127.0.0.1/")
+    assert r.stdout == "hello from the unix socket backend\n"
+
+
+@pytest.mark.fixtures
 def test_upstream_down_is_a_gateway_error(host):
     host.run("sudo systemctl stop golden-test-backend")
     assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/") == "502"
 
 
+@pytest.mark.fixtures
 def test_reload_through_the_unix_admin_socket(host, backend):
     assert host.run("sudo systemctl reload caddy").rc == 0
     assert host.service(UNIT).is_running

@@ -6,6 +6,7 @@ import pytest
 APPS = ["authentik", "gitea"]
 
 
+@pytest.mark.fixtures
 @pytest.mark.parametrize("app", APPS)
 def test_credentials_file(host, app, facts):
     env = host.file(f"/etc/golden/credentials/{app}.env")
@@ -19,6 +20,7 @@ def test_credentials_file(host, app, facts):
     assert values["PGREQUIREAUTH"] == "scram-sha-256"  # libpq sends no password to a server that asks otherwise
 
 
+@pytest.mark.fixtures
 def test_app_users_and_groups(host, facts):
     for app in APPS:
         user = host.user(app)
@@ -26,11 +28,13 @@ def test_app_users_and_groups(host, facts):
         assert {"postgres-clients", "valkey-clients"} <= set(user.groups)
 
 
+@pytest.mark.fixtures
 def test_outsider_cannot_read_credentials(host, outsider):
     assert host.run(f"sudo -u {outsider} cat /etc/golden/credentials/authentik.env").rc != 0
     assert host.run("sudo -u gitea cat /etc/golden/credentials/authentik.env").rc != 0
 
 
+@pytest.mark.fixtures
 def test_each_app_has_its_own_passwords(host):
     # That they are made per host is in test_first_boot.
     values = [dict(line.split("=", 1) for line in host.check_output(f"sudo cat /etc/golden/credentials/{app}.env")

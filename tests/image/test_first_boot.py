@@ -7,8 +7,8 @@ import re
 import pytest
 
 IDENTITY_FILES = ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ecdsa_key",
-                  "/etc/golden/credentials/.generated",
-                  "/etc/golden/credentials/authentik.env", "/etc/golden/credentials/gitea.env"]
+                  "/etc/golden/credentials/.generated"] + [
+    pytest.param(f"/etc/golden/credentials/{app}.env", marks=pytest.mark.fixtures) for app in ("authentik", "gitea")]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ import pytest
 
 from conftest import start_unix_server
 
+pytestmark = pytest.mark.fixtures  # the sites and auth provider of tests/images
+
 SITE = "app.infra.test"
 AUTH = r"""
 import http.server, os, socketserver, sys
@@ -40,7 +42,7 @@ srv = socketserver.UnixStreamServer(path, H); os.chmod(path, 0o666); srv.serve_f
 @pytest.fixture
 def servers(host):
     start_unix_server(host, "golden-test-auth", AUTH, "/run/golden-auth/auth.sock")
-    start_unix_server(host, "golden-test-web", BACKEND, "/run/web/web.sock")
+    start_unix_server(host, "golden-test-web", BACKEND, "/run/web/app.sock")
     yield
     host.run("sudo systemctl stop golden-test-auth golden-test-web")
 

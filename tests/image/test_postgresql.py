@@ -1,5 +1,7 @@
 """PostgreSQL 17: native, Unix socket only, per-app roles by password."""
 
+import pytest
+
 from conftest import as_app, as_user, main_pid, wait_until
 
 SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
@@ -23,6 +25,7 @@ def test_no_tcp(host):
     assert host.check_output("sudo -u postgres psql -X -tAc 'SHOW listen_addresses'") == ""
 
 
+@pytest.mark.fixtures
 def test_app_reads_and_writes_its_own_database(host, manifest):
     r = as_app(host, "authentik", 'psql -X -q -v ON_ERROR_STOP=1 -tAc "'
                "CREATE TABLE IF NOT EXISTS t (v text); INSERT INTO t VALUES ('hello'); "
@@ -31,12 +34,14 @@ def test_app_reads_and_writes_its_own_database(host, manifest):
     assert r.stdout.split() == ["t", "authentik"]
 
 
+@pytest.mark.fixtures
 def test_app_cannot_reach_another_apps_database(host):
     r = as_app(host, "authentik", 'psql -X -d gitea -tAc "SELECT 1"')
     assert r.rc != 0
     assert 'no pg_hba.conf entry for host "[local]", user "authentik", database "gitea"' in r.stderr
 
 
+@pytest.mark.fixtures
 def test_wrong_or_no_password_is_refused(host):
     wrong = as_app(host, "authentik", 'PGPASSWORD=wrong psql -X -tAc "SELECT 1"')
     assert wrong.rc != 0 and 'password authentication failed for user "authentik"' in wrong.stderr
@@ -44,6 +49,7 @@ def test_wrong_or_no_password_is_refused(host):
     assert none.rc != 0 and "no password supplied" in none.stderr
 
 
+@pytest.mark.fixtures
 def test_outsider(host, outsider, policy):
     for password in ("", "wrong"):
         r = as_user(host, outsider, f'PGPASSWORD={password} psql -X -w -h /var/run/postgresql -U authentik '

@@ -1,4 +1,6 @@
 """Valkey 8.1: native, Unix socket only, ACL user per app, no default user."""
+import pytest
+
 from conftest import VALKEY_CLI, as_app, as_user, main_pid, wait_until
 
 SOCKET = "/var/run/valkey/valkey.sock"
@@ -23,6 +25,7 @@ def test_no_tcp(host):
     assert host.run("timeout 5 bash -c 'echo > /dev/tcp/127.0.0.1/6379'").rc != 0
 
 
+@pytest.mark.fixtures
 def test_app_talks_to_valkey_with_its_password_under_its_prefix(host):
     r = as_app(host, "authentik", f'{CLI} SET "${{VALKEY_KEY_PREFIX}}golden-key" hello && '
                                   f'{CLI} GET "${{VALKEY_KEY_PREFIX}}golden-key" && {CLI} ACL WHOAMI && '
@@ -31,6 +34,7 @@ def test_app_talks_to_valkey_with_its_password_under_its_prefix(host):
     assert r.stdout.split() == ["OK", "hello", "authentik", "OK", "authentik:"]
 
 
+@pytest.mark.fixtures
 def test_one_app_cannot_touch_another_apps_keys(host):
     assert as_app(host, "gitea", f"{CLI} SET gitea:secret s3").stdout.strip() == "OK"
     for command in ("GET gitea:secret", "SET gitea:secret x", "DEL gitea:secret", "SET unprefixed x",
@@ -40,6 +44,7 @@ def test_one_app_cannot_touch_another_apps_keys(host):
     assert as_app(host, "gitea", f"{CLI} GET gitea:secret").stdout.strip() == "s3"
 
 
+@pytest.mark.fixtures
 def test_no_app_reaches_past_its_keys(host):
     for command in ("FLUSHALL", "FLUSHDB", "SWAPDB 1 2", "KEYS '*'", "MIGRATE 127.0.0.1 6379 gitea:secret 0 100",
                     "CONFIG GET port", "DEBUG SLEEP 0", "FUNCTION FLUSH", "SCRIPT FLUSH", "SHUTDOWN"):
@@ -49,11 +54,13 @@ def test_no_app_reaches_past_its_keys(host):
     assert as_app(host, "gitea", f"{CLI} GET gitea:secret").stdout.strip() == "s3"
 
 
+@pytest.mark.fixtures
 def test_app_is_not_admin(host):
     r = as_app(host, "authentik", f"{CLI} CONFIG GET port")
     assert "NOPERM" in r.stdout
 
 
+@pytest.mark.fixtures
 def test_wrong_password_and_default_user_refused(host):
     wrong = as_app(host, "authentik", 'valkey-cli -s "$VALKEY_SOCKET" --user "$VALKEY_USERNAME" --pass wrong '
                                       "--no-auth-warning PING")
@@ -62,6 +69,7 @@ def test_wrong_password_and_default_user_refused(host):
     assert "NOAUTH" in anonymous.stdout
 
 
+@pytest.mark.fixtures
 def test_outsider(host, outsider, policy):
     for auth in ("", "--user authentik --pass wrong --no-auth-warning"):
         r = as_user(host, outsider, f"valkey-cli -s {SOCKET} {auth} PING")

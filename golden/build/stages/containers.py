@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shlex
+
 from golden.build import mmdebstrap
-from golden.paths import PROVISION_DIR
+from golden.build.cache import hash_files
+from golden.paths import REPO
 from golden.spec import ContainerImage, ImageSpec
 from golden.vm.runner import BuildLog
-
-CONTAINER_FILES = PROVISION_DIR / "containers"
-FILES = ["provision/containers"]  # read by the code (pipeline.code_digest)
 
 
 def image_ref(image: ContainerImage) -> str:
@@ -34,9 +34,13 @@ def mmdebstrap_command(spec: ImageSpec, image: ContainerImage, out_tar: Path,
     return mmdebstrap.command(
         spec, variant="minbase", packages=image.packages, target=out_tar,
         packages_file=_packages_file(out_tar, image), package_args=package_args, mirrors=mirrors,
-        # The image's own programs (e.g. golden-probe) go to /usr/local/bin.
-        hooks=[f'--customize-hook=cp {CONTAINER_FILES}/golden-* "$1/usr/local/bin/"',
-               '--customize-hook=rm -rf "$1/var/lib/apt/lists" "$1/var/cache/apt"'])
+        # The image's own programs (the spec's `programs`) go to /usr/local/bin.
+        hooks=[f'--customize-hook=install -m 0755 {shlex.quote(str(REPO / p))} "$1/usr/local/bin/"'
+               for p in image.programs] + ['--customize-hook=rm -rf "$1/var/lib/apt/lists" "$1/var/cache/apt"'])
+
+
+def programs_digest(image: ContainerImage) -> str:
+    return hash_files([REPO / p for p in image.programs])
 
 
 def build_container_image(spec: ImageSpec, image: ContainerImage, out_dir: Path, log: BuildLog,
@@ -53,8 +57,8 @@ def read_packages(out_dir: Path, image: ContainerImage) -> dict[str, str]:
 
 def entries(ctx) -> dict[str, dict]:
     """One cache entry per container image, and everything each reads."""
-    return {image.name: dict(base=ctx.spec.base, image=image, tool=mmdebstrap.version(),
-                             pins=ctx.pins(lock_section(image)), archive=ctx.archive_digest())
+    return {image.name: dict(base=ctx.spec.base, image=image, programs=programs_digest(image),
+                             tool=mmdebstrap.version(), pins=ctx.pins(lock_section(image)), archive=ctx.archive_digest())
             for image in ctx.spec.container_images}
 
 

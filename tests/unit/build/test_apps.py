@@ -14,7 +14,7 @@ from conftest import REPO, need
 
 @pytest.fixture(scope="module")
 def infra():
-    return load_spec(REPO / "images" / "infra.yaml")
+    return load_spec(REPO / "tests/images/infra-apps.yaml")
 
 
 def _unit(step: str, app: str) -> str:
@@ -26,12 +26,15 @@ def test_quadlet_units_rendered_per_app(infra, tmp_path):
     step = (render_steps(infra, PROVISION_STEPS, tmp_path) / "40-apps.sh").read_text()
     probe = _unit(step, "probe")
     for line in ("User=@UID@:@GID@", "GroupAdd=@PG_GID@", "GroupAdd=@VALKEY_GID@", "Network=none",
-                 "Volume=/var/run/postgresql:/var/run/postgresql", "Volume=/var/run/valkey:/var/run/valkey",
+                 "Volume=/var/run/postgresql:/var/run/postgresql:ro", "Volume=/var/run/valkey:/var/run/valkey:ro",
+                 "DropCapability=all", "NoNewPrivileges=true", "ReadOnly=true",
                  "EnvironmentFile=/etc/golden/credentials/probe.env", "Exec=/usr/local/bin/golden-probe",
                  "WantedBy=multi-user.target", "Image=localhost/golden/probe:latest"):
         assert line in probe.splitlines(), line
     switcher = _unit(step, "switcher")
     assert "User=0:0" in switcher.splitlines()
+    assert "AddCapability=CAP_SETUID CAP_SETGID" in switcher.splitlines()
+    assert "AddCapability" not in probe and "DropCapability=all" in switcher.splitlines()
     assert "Exec=runuser -u nobody -- /usr/local/bin/golden-probe" in switcher.splitlines()
     assert "authentik.container" not in step  # apps without a container get no unit
     assert "podman import --quiet - localhost/golden/probe:latest \\\n  </dev/disk/by-id/virtio-golden-probe" in step
@@ -112,6 +115,25 @@ def test_forward_auth_site_strips_client_identity_before_the_provider(infra, tmp
     assert public, "public paths matcher missing"
 
 
+def test_every_site_drops_client_identity_headers_in_both_spellings(infra, tmp_path):
+    render_tree(infra, tmp_path / "root")
+    config = _adapt(tmp_path / "root/etc/caddy/Caddyfile", tmp_path)
+    wanted = {"Remote-User", "Remote_User", "Remote-Name", "Remote_Name", "Remote-Email", "Remote_Email",
+              "Remote-Groups", "Remote_Groups"}
+    routes = [r for srv in config["apps"]["http"]["servers"].values() for r in srv["routes"]]
+    assert len(routes) == len(infra.sites) == 3
+    for route in routes:
+        # Every path to a backend (the site's subroutes) deletes them all first.
+        to_backend = [n for n in _walk(route) if isinstance(n.get("routes"), list) and any(
+            h.get("handler") == "reverse_proxy" and "rewrite" not in h
+            for r in n["routes"] for h in r.get("handle", []))]
+        assert to_backend, route
+        for subroute in to_backend:
+            handlers = [h for r in subroute["routes"] for h in r.get("handle", [])]
+            deleted = {d for h in handlers if h.get("handler") == "headers" for d in h["request"].get("delete", [])}
+            assert deleted == wanted, (route.get("match"), deleted)
+
+
 def test_app_site_is_proxied_to_the_apps_own_socket(infra, tmp_path):
     whoami = next(a for a in infra.apps if a.name == "whoami")
     assert whoami.site.upstream == "unix//run/golden-apps/whoami/http.sock"
@@ -136,10 +158,19 @@ def test_app_site_is_proxied_to_the_apps_own_socket(infra, tmp_path):
 
 def test_whoami_answers_with_the_identity_caddy_passed(tmp_path):
     request = b"GET /private?x=1 HTTP/1.1\r\nHost: whoami\r\nremote-user: alice\r\nAccept: */*\r\n\r\n"
-    proc = subprocess.run(["sh", str(REPO / "provision/containers/golden-whoami"), "reply"], input=request,
+    proc = subprocess.run(["sh", str(REPO / "tests/images/containers/golden-whoami"), "reply"], input=request,
                           capture_output=True, env={"GOLDEN_APP": "whoami", "PATH": os.environ["PATH"]})
     assert proc.returncode == 0, proc.stderr
     head, _, body = proc.stdout.partition(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
     assert f"Content-Length: {len(body)}".encode() in head.split(b"\r\n")
     assert body == f"app=whoami uid={os.getuid()} path=/private?x=1 remote-user=alice\n".encode()
+
+
+def test_an_app_that_writes_into_its_image_opts_out_of_read_only(write_spec, tmp_path):
+    spec = load_spec(write_spec("x", "name: x\nhostname: x\nbase: {suite: trixie}\ncontainer_images: [{name: c}]\n"
+                                     "apps: [{name: a, container: {image: c, read_only: false}}, "
+                                     "{name: b, container: {image: c}}]\n"))
+    step = (render_steps(spec, PROVISION_STEPS, tmp_path) / "40-apps.sh").read_text()
+    assert "ReadOnly=true" not in _unit(step, "a") and "ReadOnly=true" in _unit(step, "b").splitlines()
+    assert "DropCapability=all" in _unit(step, "a").splitlines()  # the rest holds either way

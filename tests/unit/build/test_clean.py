@@ -1,4 +1,6 @@
+import dataclasses
 import os
+import shutil
 
 from golden.build.cache import hash_files
 from golden.build.clean import clean_cache, clean_image
@@ -61,10 +63,16 @@ def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
     from conftest import REPO
     cache = tmp_path / "cache"
     monkeypatch.setenv("GOLDEN_CACHE", str(cache))
-    specs = [load_spec(REPO / "images" / f"{n}.yaml") for n in ("infra", "infra-open")]
+    # The test-only images (the products plus a container image), each with infra's lock beside it.
+    infra_lock = lock_path(load_spec(REPO / "images" / "infra.yaml"))
+    specs = []
+    for name in ("infra-apps", "infra-open-apps"):
+        spec = load_spec(REPO / "tests" / "images" / f"{name}.yaml")
+        specs.append(dataclasses.replace(spec, path=str(tmp_path / f"{name}.yaml")))
+        shutil.copy(infra_lock, tmp_path / f"{name}.lock")
     # The entries a build with the lock uses; with the same lock both images share every stage.
-    keys = stage_keys(specs[0], read_lock(lock_path(specs[0])))
-    assert keys == stage_keys(specs[1], read_lock(lock_path(specs[0])))
+    keys = stage_keys(specs[0], read_lock(infra_lock))
+    assert keys == stage_keys(specs[1], read_lock(infra_lock))
     assert keys["rootfs"] != stage_keys(specs[0], archive_digest="d")["rootfs"]  # unpinned entries are not current
     used = [cache / "rootfs" / keys["rootfs"], cache / "disk" / keys["disk"],
             cache / "container" / keys["container"]["probe"]]

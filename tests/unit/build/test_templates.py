@@ -23,12 +23,13 @@ from golden.build.templates import render_tree
 
 from conftest import REPO, need
 
-POLICIES = {"infra": "0770", "infra-open": "0777"}
+# The test-only specs: each product image plus the fixture apps.
+POLICIES = {"infra-apps": "0770", "infra-open-apps": "0777"}
 
 
 @pytest.fixture(params=sorted(POLICIES))
 def rendered(request, tmp_path):
-    spec = load_spec(REPO / "images" / f"{request.param}.yaml")
+    spec = load_spec(REPO / "tests" / "images" / f"{request.param}.yaml")
     root = tmp_path / "root"
     render_tree(spec, root)
     return spec, root

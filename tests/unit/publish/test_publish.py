@@ -111,7 +111,7 @@ def keys(tmp_path, monkeypatch):
 @pytest.fixture
 def artifact(tmp_path):
     """A built artifact of a tiny image, as ./inv build lays it out."""
-    def make(version="20261122.100000", passed=True, tested=True, disk_mb=16):
+    def make(version="20261122.100000", passed=True, tested=True, disk_mb=16, test_only=False):
         d = tmp_path / "artifacts" / "web" / version
         d.mkdir(parents=True)
         qcow2 = d / f"web-{version}.qcow2"
@@ -126,7 +126,7 @@ def artifact(tmp_path):
         write_manifest(d / "manifest.json", {
             "name": "web", "version": version, "built_at": "2026-11-22T10:00:00+00:00", "spec_sha256": "0" * 64,
             "base": {"suite": "trixie", "mirror": "http://deb.debian.org/debian"}, "packages": {},
-            "files": files, "stages": {}, "accelerator": "tcg", "description": "test image"})
+            "files": files, "stages": {}, "accelerator": "tcg", "description": "test image", "test_only": test_only})
         if tested:
             record_test(d / "manifest.json", passed, 10, 0 if passed else 2, ["test-report.xml"])
         return d
@@ -139,6 +139,13 @@ def test_untested_and_failed_images_are_refused(artifact, keys, target):
     with pytest.raises(PublishError, match=r"its test failed \(2 failures\)"):
         publish(artifact(version="20261122.100001", passed=False), target.to, force=True)
     assert not (target.root / "web").exists()  # refused before anything was written
+
+
+def test_test_only_images_are_never_published(artifact, keys, target):
+    """Images of tests/images hold the test fixtures: tested and passed, still refused."""
+    with pytest.raises(PublishError, match="web 20261122.100000: built from a test-only spec"):
+        publish(artifact(test_only=True), target.to, force=True)
+    assert not (target.root / "web").exists()
 
 
 def test_tampered_artifact_is_refused(artifact, keys, tmp_path):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from golden.spec import ImageSpec, SpecError, load_spec, select_specs
+from golden.spec import ImageSpec, SpecError, is_test_spec, load_spec, select_specs, spec_warnings
 
 from conftest import REPO
 
@@ -221,6 +221,23 @@ AUTH = "auth: {endpoint: 'unix//run/auth/auth.sock'}\n"
     (APP.replace("[{name: c}]", "[{name: c, packages: ['-x']}]"), "container_images[0].packages[0]: expected"),
     ("name: x\nhostname: x\ndescription: \"two\\nlines\"\nbase: {suite: trixie}\n",
      "description: control characters"),
+    # One backend behind forward auth on one site and open on another (the old
+    # infra.yaml's `:80` catch-all): any other Host went around the auth.
+    (APP + AUTH + "caddy: {sites: [{address: ':80', upstream: 'unix//run/web/web.sock'}, {address: "
+     "'http://app.test', upstream: 'unix//run/web/web.sock', auth: forward}]}\n",
+     "caddy.sites[0].upstream: unix//run/web/web.sock is served with forward auth by another site; serving "
+     "it without auth here would bypass it"),
+    (APP + AUTH + "apps: [{name: a, site: {address: 'http://a.test', auth: forward}}]\ncaddy: {sites: [{address: "
+     "':80', upstream: 'unix//run/golden-apps/a/http.sock'}]}\n", "caddy.sites[0].upstream: unix//run/golden-apps/a"),
+    # Container programs: files of the repository only.
+    (APP.replace("[{name: c}]", "[{name: c, programs: ['../../etc/shadow']}]"),
+     "container_images[0].programs[0]: expected a path inside the repository"),
+    (APP.replace("[{name: c}]", "[{name: c, programs: ['/etc/shadow']}]"),
+     "container_images[0].programs[0]: expected a path inside the repository"),
+    (APP.replace("[{name: c}]", "[{name: c, programs: ['tests/images/containers/nope']}]"),
+     "container_images[0].programs[0]: no file 'tests/images/containers/nope' in the repository"),
+    (APP.replace("[{name: c}]", "[{name: c, programs: ['tests/images']}]"),
+     "container_images[0].programs[0]: no file 'tests/images' in the repository"),
 ])
 def test_spec_text_that_would_inject_is_refused(write_spec, body, message):
     path = write_spec("x", body)
@@ -230,6 +247,49 @@ def test_spec_text_that_would_inject_is_refused(write_spec, body, message):
     assert str(err.value).startswith(f"{path}: ") or str(err.value).startswith("images/x.yaml: ")
 
 
-def test_product_specs_pass_their_own_rules():
-    for spec in select_specs(None):
-        assert spec.sites  # the rules above did not refuse what the images use
+def test_product_images_hold_no_fixture():
+    """images/ is what users deploy: the infrastructure host, no app, site or auth provider."""
+    products = select_specs(None)
+    assert sorted(s.name for s in products) == ["infra", "infra-open"]
+    for spec in products:
+        assert (spec.apps, spec.sites, spec.auth, spec.container_images) == ([], [], None, [])
+        assert not is_test_spec(spec)
+
+
+def test_test_only_specs_are_products_plus_fixtures():
+    specs = {s.name: s for s in select_specs(None, tests=True)}
+    assert sorted(specs) == ["infra", "infra-apps", "infra-open", "infra-open-apps"]
+    assert [is_test_spec(specs[n]) for n in ("infra-apps", "infra-open-apps")] == [True, True]
+    fixtures = ("apps", "caddy", "container_images", "auth")
+    assert all(specs["infra-apps"].to_dict()[f] for f in fixtures)  # the rules above accept them
+    for test_spec, product in (("infra-apps", "infra"), ("infra-open-apps", "infra-open")):
+        def own(name):
+            data = specs[name].to_dict()
+            return {k: v for k, v in data.items() if k not in fixtures + ("name", "hostname", "description",
+                                                                           "extends")}
+        assert own(test_spec) == own(product)  # the product itself, plus the fixtures
+    assert {f: specs["infra-open-apps"].to_dict()[f] for f in fixtures} == \
+        {f: specs["infra-apps"].to_dict()[f] for f in fixtures}
+
+
+def test_a_test_only_spec_is_selected_by_name_only_with_tests():
+    with pytest.raises(SpecError, match="unknown image 'infra-apps' \\(known: infra, infra-open\\)"):
+        select_specs("infra-apps")
+    assert [s.name for s in select_specs("infra-apps", tests=True)] == ["infra-apps"]
+
+
+@pytest.mark.parametrize("address, warned", [
+    ("http://app.example.org", True), (":80", True), ("app.example.org:80", True),
+    ("https://app.example.org", False), ("http://localhost", False), ("http://app.localhost:8080", False),
+    ("127.0.0.1:80", False),
+])
+def test_forward_auth_over_plain_http_is_warned_unless_local(write_spec, address, warned):
+    spec = load_spec(write_spec("x", APP + AUTH + f"caddy: {{sites: [{{address: '{address}', "
+                                "upstream: 'unix//run/a/a.sock', auth: forward}]}\n"))
+    warnings = spec_warnings(spec)
+    assert len(warnings) == warned
+    if warned:
+        assert warnings[0].startswith("warning: ") and f"site {address}: forward auth over plain HTTP" in warnings[0]
+    unauthenticated = load_spec(write_spec("x", APP + f"caddy: {{sites: [{{address: '{address}', "
+                                                  "upstream: 'unix//run/a/a.sock'}]}\n"))
+    assert spec_warnings(unauthenticated) == []

@@ -103,7 +103,7 @@ def test_provision_steps_rendered_and_seal_last_after_facts(template):
 
 def test_services_step_renders_apps_and_policy(tmp_path):
     from conftest import REPO
-    spec = load_spec(REPO / "images" / "infra-open.yaml")
+    spec = load_spec(REPO / "tests/images/infra-open-apps.yaml")
     step = (render_steps(spec, PROVISION_STEPS, tmp_path) / "30-services.sh").read_text()
     for app in spec.apps:
         assert (f'CREATE DATABASE "{app.name}" OWNER "{app.user}";' in step) == app.postgresql
