@@ -13,6 +13,13 @@ rm -f /var/lib/dbus/machine-id /var/lib/systemd/random-seed /var/lib/systemd/cre
 cloud-init clean --logs
 # golden-ssh-hostkeys.service makes new host keys on first boot.
 rm -f /etc/ssh/ssh_host_*
+# golden-host-identity.service makes the snakeoil pair and the PostgreSQL
+# cluster (its system identifier) anew on each host.
+rm -f /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
+rm -rf /var/lib/postgresql/17/main
+# Caddy's instance UUID, autosaved config and certificate storage; Valkey's dumps.
+rm -rf /var/lib/caddy/.local/share/caddy /var/lib/caddy/.config/caddy
+rm -rf /var/lib/valkey/dump.rdb /var/lib/valkey/appendonlydir
 journalctl --rotate >/dev/null 2>&1 || true
 rm -rf /var/log/journal/*
 find /var/log -type f -exec truncate -s 0 {} +

@@ -272,6 +272,7 @@ def _manifest(ctx: BuildContext) -> dict:
         "apps": [{"name": a.name, "user": a.user, "postgresql": a.postgresql, "valkey_db": a.valkey_db,
                   "container": a.container is not None} for a in spec.apps],
         "sites": [site.address for site in spec.sites],
+        "firewall": {"allow": spec.firewall.allow},
         "disk_size": spec.disk.size_bytes,
         "packages": sections.pop(rootfs.SECTION),
         "container_packages": sections,

@@ -130,6 +130,19 @@ class Time:
                                check=lambda v: bool(re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", v)))
 
 
+def _port_rule(value: str) -> bool:
+    match = re.match(r"^([0-9]{1,5})/(tcp|udp)$", value)
+    return bool(match) and 1 <= int(match.group(1)) <= 65535
+
+
+@dataclass(frozen=True)
+class Firewall:
+    # Inbound ports opened beyond SSH (and 80/443 when there are sites),
+    # e.g. ["8443/tcp", "5353/udp"]. Everything else is dropped.
+    allow: list[str] = ruled(default_factory=list, items=True, check=_port_rule,
+                             message="expected PORT/tcp or PORT/udp, PORT from 1 to 65535")
+
+
 @dataclass(frozen=True)
 class Sockets:
     # group: sockets 0770, only members of the client groups connect (ADR-005).
@@ -246,6 +259,7 @@ class ImageSpec:
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
     time: Time = field(default_factory=Time)
+    firewall: Firewall = field(default_factory=Firewall)
     sockets: Sockets = field(default_factory=Sockets)
     apps: list[App] = field(default_factory=list)
     caddy: Caddy = field(default_factory=Caddy)

@@ -7,7 +7,8 @@ import re
 import pytest
 
 IDENTITY_FILES = ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ecdsa_key",
-                  "/etc/golden/credentials/.generated"] + [
+                  "/etc/golden/credentials/.generated", "/etc/ssl/private/ssl-cert-snakeoil.key",
+                  "/etc/ssl/certs/ssl-cert-snakeoil.pem", "/var/lib/postgresql/17/main/PG_VERSION"] + [
     pytest.param(f"/etc/golden/credentials/{app}.env", marks=pytest.mark.fixtures) for app in ("authentik", "gitea")]
 
 
@@ -35,3 +36,20 @@ def test_ssh_host_keys_are_ed25519_and_ecdsa_only(host):
     assert [k for k in keys if k.startswith("ssh_host_")] == [
         "ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
     assert offered == ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ecdsa_key"]
+
+
+def test_postgresql_cluster_was_made_on_this_host(host, boot_time):
+    """Its system identifier (which tells clusters apart in WAL and
+    replication) begins with its creation time: this boot's, not the build's."""
+    control = host.check_output("sudo /usr/lib/postgresql/17/bin/pg_controldata /var/lib/postgresql/17/main")
+    identifier = int(re.search(r"^Database system identifier:\s+(\d+)$", control, re.M).group(1))
+    assert identifier >> 32 >= boot_time
+
+
+def test_no_build_time_state_of_caddy_or_valkey(host, boot_time):
+    """Caddy's instance UUID and storage, Valkey's dumps: absent, or made on this host."""
+    with host.sudo():
+        for path in ("/var/lib/caddy/.local/share/caddy/instance.uuid", "/var/lib/caddy/.config/caddy/autosave.json",
+                     "/var/lib/valkey/dump.rdb"):
+            f = host.file(path)
+            assert not f.exists or int(host.check_output(f"stat -c %Y {path}")) >= boot_time, path

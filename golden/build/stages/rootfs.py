@@ -22,7 +22,8 @@ SECTION = "rootfs"  # of the lock
 # and disks): a third of the generic kernel's modules, and a smaller initrd.
 # cloud-guest-utils: growpart (golden-growroot); systemd-timesyncd: the clock.
 BASE_PACKAGES = ["linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
-                 "sudo", "grub-pc", "iproute2", "cloud-init", "cloud-guest-utils", "systemd-timesyncd"]
+                 "sudo", "grub-pc", "iproute2", "cloud-init", "cloud-guest-utils", "systemd-timesyncd",
+                 "nftables"]
 
 
 def all_packages(spec: ImageSpec) -> list[str]:

@@ -130,7 +130,7 @@ def pg_cluster(rendered, tmp_path):
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     _wait_for(sock / ".s.PGSQL.5432", proc, log)
     time.sleep(0.5)
-    yield spec, sock, as_pg
+    yield spec, sock, as_pg, root
     proc.terminate()
     proc.wait(timeout=30)
     shutil.rmtree(base)
@@ -144,16 +144,26 @@ def _psql(as_user, sock, user, db, sql, password=None):
                           capture_output=True, text=True, env=env, cwd="/")
 
 
+def _roles_and_databases_sql(credentials_script: Path, user: str) -> str:
+    """The script's own SQL that makes user's role and database on first boot."""
+    text = credentials_script.read_text()
+    start = text.index(f"SELECT 'CREATE ROLE \"{user}\" LOGIN'")
+    return text[start:text.index("\nSQL\n", start)]
+
+
 def test_postgresql_runs_from_rendered_config(pg_cluster):
-    spec, sock, as_pg = pg_cluster
+    spec, sock, as_pg, root = pg_cluster
     mode = stat.S_IMODE(os.stat(sock / ".s.PGSQL.5432").st_mode)
     assert mode == int(POLICIES[spec.name], 8)
     assert _tcp_refused(5432)
     for app in (a for a in spec.apps if a.postgresql):
-        setup = _psql(as_pg, sock, "postgres", "postgres", f"CREATE ROLE {app.user} LOGIN PASSWORD 'pw-{app.name}'")
-        assert setup.returncode == 0, setup.stderr
+        sql = _roles_and_databases_sql(root / "usr/local/sbin/golden-credentials", app.user)
+        for _ in range(2):  # a first boot interrupted and run again
+            setup = subprocess.run(as_pg + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(sock), "-d",
+                                            "postgres"], input=sql, capture_output=True, text=True, cwd="/")
+            assert setup.returncode == 0, setup.stderr
         assert _psql(as_pg, sock, "postgres", "postgres",
-                     f"CREATE DATABASE {app.name} OWNER {app.user}").returncode == 0
+                     f"ALTER ROLE \"{app.user}\" PASSWORD 'pw-{app.name}'").returncode == 0
     first, second = spec.apps[0], spec.apps[1]
     ok = _psql(as_pg, sock, first.user, first.name, "SELECT current_user", password=f"pw-{first.name}")
     assert ok.returncode == 0 and ok.stdout.strip() == first.user, ok.stderr

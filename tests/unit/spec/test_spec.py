@@ -260,7 +260,7 @@ def test_test_only_specs_are_products_plus_fixtures():
     specs = {s.name: s for s in select_specs(None, tests=True)}
     assert sorted(specs) == ["infra", "infra-apps", "infra-open", "infra-open-apps"]
     assert [is_test_spec(specs[n]) for n in ("infra-apps", "infra-open-apps")] == [True, True]
-    fixtures = ("apps", "caddy", "container_images", "auth")
+    fixtures = ("apps", "caddy", "container_images", "auth", "firewall")
     assert all(specs["infra-apps"].to_dict()[f] for f in fixtures)  # the rules above accept them
     for test_spec, product in (("infra-apps", "infra"), ("infra-open-apps", "infra-open")):
         def own(name):

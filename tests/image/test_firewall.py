@@ -1,0 +1,63 @@
+"""nftables: default-deny input. Connections are made from outside the VM
+(this test process, on the VM's network), to ports that ordinary processes
+in the VM listen on."""
+import socket
+
+import pytest
+
+from conftest import wait_until
+
+NOT_OPENED, OPENED_BY_TESTS_SPEC = 8080, 8081  # tests/images/infra-apps.yaml opens 8081/tcp
+
+
+@pytest.fixture(scope="module")
+def vm_address(host):
+    return host.check_output("echo $SSH_CONNECTION").split()[2]  # the address this test reaches the VM at
+
+
+@pytest.fixture(scope="module")
+def listeners(host):
+    for port in (NOT_OPENED, OPENED_BY_TESTS_SPEC):
+        host.run_test(f"sudo systemd-run --unit golden-test-listen-{port} --uid nobody "
+                      f"python3 -m http.server --directory /usr/share/doc {port}")
+        assert wait_until(lambda: host.run(f"curl -sf -o /dev/null http://127.0.0.1:{port}/").rc == 0, 30)
+    yield
+    host.run(f"sudo systemctl stop golden-test-listen-{NOT_OPENED} golden-test-listen-{OPENED_BY_TESTS_SPEC}")
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_enabled_with_a_default_deny_input_policy(host):
+    assert host.service("nftables").is_enabled
+    ruleset = host.check_output("sudo nft list chain inet golden input")
+    assert "type filter hook input priority filter; policy drop;" in ruleset
+
+
+def test_a_port_opened_in_the_vm_is_not_reachable_from_outside(host, vm_address, listeners):
+    assert _reachable(vm_address, 22)  # the same path works for SSH
+    assert not _reachable(vm_address, NOT_OPENED)
+    # The listener itself answers inside the VM: only the firewall stands in between.
+    assert host.run(f"curl -sf -o /dev/null http://127.0.0.1:{NOT_OPENED}/").rc == 0
+
+
+def test_the_spec_opens_ports(host, manifest, vm_address, listeners):
+    opened = f"{OPENED_BY_TESTS_SPEC}/tcp" in manifest["firewall"]["allow"]
+    assert _reachable(vm_address, OPENED_BY_TESTS_SPEC) == opened
+    assert _reachable(vm_address, 80) == bool(manifest["sites"])  # Caddy's sites
+
+
+def test_restarting_the_firewall_keeps_other_tables(host):
+    """Podman's netavark keeps its rules in a table of its own; Debian's unit would flush them all."""
+    host.run_test("sudo nft add table inet golden-test-other")
+    try:
+        host.run_test("sudo systemctl restart nftables")
+        tables = host.check_output("sudo nft list tables").splitlines()
+        assert "table inet golden-test-other" in tables and "table inet golden" in tables
+    finally:
+        host.run("sudo nft delete table inet golden-test-other")
