@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import re
 import typing
 from pathlib import Path
@@ -203,10 +204,11 @@ def _check_programs(spec: ImageSpec, shown: str) -> None:
 
 
 def _is_local(site: Site) -> bool:
-    """Reached only from the host itself (localhost, 127.x)."""
-    host = re.sub(r"^https?://", "", site.address).rpartition(":")
-    host = host[0] if host[1] else host[2]
-    return host == "localhost" or host.endswith(".localhost") or host.startswith("127.")
+    """Reached only from the host itself (localhost, 127.0.0.0/8)."""
+    try:
+        return ipaddress.ip_address(site.host).is_loopback
+    except ValueError:
+        return site.host == "localhost" or site.host.endswith(".localhost")
 
 
 def spec_warnings(spec: ImageSpec) -> list[str]:
@@ -214,8 +216,7 @@ def spec_warnings(spec: ImageSpec) -> list[str]:
     shown = _shown(Path(spec.path)) if spec.path else spec.name
     return [f"warning: {shown}: site {site.address}: forward auth over plain HTTP: session cookies and "
             f"identities cross the network in clear (use https://, or keep the site behind a TLS proxy)"
-            for site in spec.sites if site.auth == "forward" and not site.address.startswith("https://")
-            and not _is_local(site)]
+            for site in spec.sites if site.auth == "forward" and site.plain_http and not _is_local(site)]
 
 
 def _shown(path: Path) -> str:

@@ -42,8 +42,12 @@ ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9._:/@+=,-]*$")
 REPO_FILE_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 # Identity headers a forward-auth provider sets: every site drops them (and
 # their underscore forms, which CGI/WSGI backends read as the same variable)
-# from what clients send.
+# from what clients send. The first four are copied by default; the others
+# are what common providers and backends also trust (oauth2-proxy, Authentik,
+# Apache-style REMOTE_USER proxies). A trailing * deletes by prefix.
 IDENTITY_HEADERS = ["Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups"]
+TRUSTED_HEADERS = IDENTITY_HEADERS + ["X-Remote-User", "X-Forwarded-User", "X-Forwarded-Email",
+                                      "X-Forwarded-Groups", "X-Forwarded-Preferred-Username", "X-Authentik-*"]
 
 
 class SpecError(GoldenError):
@@ -79,7 +83,8 @@ _MIRROR = dict(check=lambda v: bool(MIRROR_RE.match(v)), message="expected an ht
 
 def _socket(value: str) -> bool:
     path = value.removeprefix("unix/")
-    return bool(SOCKET_PATH_RE.match(value)) and ".." not in path.split("/") and \
+    # No "." or ".." segments: two spellings of one socket would pass as two upstreams.
+    return bool(SOCKET_PATH_RE.match(value)) and not {".", ".."} & set(path.split("/")) and \
         not (path + "/").startswith(CADDY_RUN_DIR + "/")
 
 
@@ -197,6 +202,25 @@ class Site:
     auth: str = ruled("none", **_one_of("none", "forward"))  # ADR-004
     public_paths: list[str] = ruled(default_factory=list, **_PATH)  # skip forward auth
 
+    @property
+    def host(self) -> str:
+        rest = re.sub(r"^https?://", "", self.address)
+        return rest.rpartition(":")[0] if ":" in rest else rest
+
+    @property
+    def plain_http(self) -> bool:
+        """Caddy serves it without TLS: http://, or no host to get a certificate for, or port 80."""
+        if self.address.startswith(("http://", "https://")):
+            return self.address.startswith("http://")
+        return not self.host or self.port == 80
+
+    @property
+    def port(self) -> int:
+        rest = re.sub(r"^https?://", "", self.address)
+        if ":" in rest:
+            return int(rest.rpartition(":")[2])
+        return 80 if self.address.startswith("http://") else 443
+
 
 
 @dataclass(frozen=True)
@@ -274,9 +298,17 @@ class ImageSpec:
         return list(self.caddy.sites) + [app.site for app in self.apps if app.site]
 
     @property
+    def site_ports(self) -> dict[str, list[int]]:
+        """What Caddy listens on for the sites: each site's port, 80 too for
+        HTTPS sites (Caddy redirects from it), and UDP for HTTP/3."""
+        https = {s.port for s in self.sites if not s.plain_http}
+        tcp = {s.port for s in self.sites} | ({80} if https else set())
+        return {"tcp": sorted(tcp), "udp": sorted(https)}
+
+    @property
     def identity_headers(self) -> list[str]:
         """What every site drops from client requests, in both spellings."""
-        names = dict.fromkeys(IDENTITY_HEADERS + (self.auth.copy_headers if self.auth else []))
+        names = dict.fromkeys(TRUSTED_HEADERS + (self.auth.copy_headers if self.auth else []))
         return list(dict.fromkeys([n for name in names for n in (name, name.replace("-", "_"))]))
 
     def to_dict(self) -> dict:

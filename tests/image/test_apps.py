@@ -93,18 +93,22 @@ def test_served_app_socket_is_shared_with_caddy_only(host, outsider):
     assert as_user(host, "probe", request).rc == 7  # another app is refused too
 
 
-def _status(host, name: str) -> dict[str, str]:
-    pid = _container_pid(host, name)
+def _status(host, pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in host.check_output(f"sudo cat /proc/{pid}/status").splitlines()
                 if ":\t" in line)
 
 
 def test_containers_keep_no_capability_but_what_switching_users_needs(host):
-    probe, switcher = _status(host, "probe"), _status(host, "switcher")
+    probe = _status(host, _container_pid(host, "probe"))
     assert int(probe["CapBnd"], 16) == 0 and int(probe["CapEff"], 16) == 0
-    assert int(switcher["CapBnd"], 16) == (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID only
-    assert int(switcher["CapEff"], 16) == 0  # dropped with the switch to nobody
-    assert probe["NoNewPrivs"].strip() == switcher["NoNewPrivs"].strip() == "1"
+    # The switcher's PID 1 is runuser's parent (root); the app is its child, as nobody.
+    runuser = _container_pid(host, "switcher")
+    app = _status(host, int(host.check_output(f"sudo cat /proc/{runuser}/task/{runuser}/children").split()[0]))
+    for status in (_status(host, runuser), app):
+        assert int(status["CapBnd"], 16) == (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID only
+        assert status["NoNewPrivs"].strip() == "1"
+    assert app["Uid"].split()[0] == "65534" and int(app["CapEff"], 16) == 0
+    assert probe["NoNewPrivs"].strip() == "1"
 
 
 def test_root_in_a_container_cannot_touch_the_socket_directories(host):

@@ -118,8 +118,10 @@ def test_forward_auth_site_strips_client_identity_before_the_provider(infra, tmp
 def test_every_site_drops_client_identity_headers_in_both_spellings(infra, tmp_path):
     render_tree(infra, tmp_path / "root")
     config = _adapt(tmp_path / "root/etc/caddy/Caddyfile", tmp_path)
-    wanted = {"Remote-User", "Remote_User", "Remote-Name", "Remote_Name", "Remote-Email", "Remote_Email",
-              "Remote-Groups", "Remote_Groups"}
+    wanted = {spelling for name in ("Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups", "X-Remote-User",
+                                    "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups",
+                                    "X-Forwarded-Preferred-Username", "X-Authentik-*")
+              for spelling in (name, name.replace("-", "_"))}
     routes = [r for srv in config["apps"]["http"]["servers"].values() for r in srv["routes"]]
     assert len(routes) == len(infra.sites) == 3
     for route in routes:

@@ -27,12 +27,12 @@ PROBE = textwrap.dedent("""\
     nsenter --net=/proc/$outside/ns/net sh -c 'ip link set lo up; ip addr add 10.213.0.1/24 dev out0; ip link set out0 up'
     nft -f "$1" && nft -f "$1"
     pids=$outside
-    for port in 22 80 8080 8081; do
+    for port in 22 80 443 8080 8081; do
       timeout 30 python3 -c "import socket; s = socket.socket(); s.bind(('0.0.0.0', $port)); s.listen()
     while True: s.accept()[0].close()" >/dev/null 2>&1 & pids="$pids $!"
     done
     sleep 0.5
-    for port in 22 80 8080 8081; do
+    for port in 22 80 443 8080 8081; do
       if nsenter --net=/proc/$outside/ns/net python3 -c "import socket; socket.create_connection(('10.213.0.2', $port), timeout=1)" 2>/dev/null
       then echo "$port open"; else echo "$port closed"; fi
     done
@@ -49,13 +49,18 @@ def _reachable_ports(spec_text: str, write_spec, tmp_path) -> dict[str, str]:
     return dict(line.split() for line in proc.stdout.splitlines())
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ("", {"22": "open", "80": "closed", "8080": "closed", "8081": "closed"}),
-    (SITE, {"22": "open", "80": "open", "8080": "closed", "8081": "closed"}),
-    ("firewall: {allow: [8081/tcp]}\n", {"22": "open", "80": "closed", "8080": "closed", "8081": "open"}),
+CLOSED = {"22": "open", "80": "closed", "443": "closed", "8080": "closed", "8081": "closed"}
+
+
+@pytest.mark.parametrize("extra, opened", [
+    ("", {}),
+    (SITE, {"80": "open"}),
+    (SITE.replace("':80'", "'https://a.example.org'"), {"80": "open", "443": "open"}),
+    (SITE.replace("':80'", "'http://a.example.org:8080'"), {"8080": "open"}),
+    ("firewall: {allow: [8081/tcp]}\n", {"8081": "open"}),
 ])
-def test_only_ssh_sites_and_the_specs_ports_are_reachable(write_spec, tmp_path, extra, expected):
-    assert _reachable_ports(SPEC + extra, write_spec, tmp_path) == expected
+def test_only_ssh_sites_and_the_specs_ports_are_reachable(write_spec, tmp_path, extra, opened):
+    assert _reachable_ports(SPEC + extra, write_spec, tmp_path) == CLOSED | opened
 
 
 @pytest.mark.parametrize("rule", ["80", "0/tcp", "65536/tcp", "22/sctp", "8080/tcp; flush ruleset"])

@@ -229,6 +229,10 @@ AUTH = "auth: {endpoint: 'unix//run/auth/auth.sock'}\n"
      "it without auth here would bypass it"),
     (APP + AUTH + "apps: [{name: a, site: {address: 'http://a.test', auth: forward}}]\ncaddy: {sites: [{address: "
      "':80', upstream: 'unix//run/golden-apps/a/http.sock'}]}\n", "caddy.sites[0].upstream: unix//run/golden-apps/a"),
+    # ... also when spelled another way.
+    (APP + AUTH + "caddy: {sites: [{address: ':80', upstream: 'unix//run/web/./web.sock'}, {address: "
+     "'http://app.test', upstream: 'unix//run/web/web.sock', auth: forward}]}\n",
+     "caddy.sites[0].upstream: expected a Unix socket upstream"),
     # Container programs: files of the repository only.
     (APP.replace("[{name: c}]", "[{name: c, programs: ['../../etc/shadow']}]"),
      "container_images[0].programs[0]: expected a path inside the repository"),
@@ -279,9 +283,10 @@ def test_a_test_only_spec_is_selected_by_name_only_with_tests():
 
 
 @pytest.mark.parametrize("address, warned", [
-    ("http://app.example.org", True), (":80", True), ("app.example.org:80", True),
-    ("https://app.example.org", False), ("http://localhost", False), ("http://app.localhost:8080", False),
-    ("127.0.0.1:80", False),
+    ("http://app.example.org", True), (":80", True), ("app.example.org:80", True), (":8080", True),
+    ("http://127.evil.example:80", True),
+    ("https://app.example.org", False), ("app.example.org", False), ("app.example.org:8443", False),
+    ("http://localhost", False), ("http://app.localhost:8080", False), ("127.0.0.1:80", False),
 ])
 def test_forward_auth_over_plain_http_is_warned_unless_local(write_spec, address, warned):
     spec = load_spec(write_spec("x", APP + AUTH + f"caddy: {{sites: [{{address: '{address}', "
