@@ -1,5 +1,6 @@
 """Applications as rootful Podman Quadlet services reaching the sockets (ADR-003, ADR-005)."""
 import re
+import shlex
 
 import pytest
 
@@ -129,10 +130,9 @@ def test_root_in_a_container_cannot_touch_the_socket_directories(host):
 
 def test_probe_passes_no_password_on_its_command_line(host):
     """What valkey-cli gets from the probe, seen by a stand-in valkey-cli."""
-    shim = ("mkdir -p /tmp/shim && printf '#!/bin/sh\\necho \"argv: $*\"\\necho \"env: $REDISCLI_AUTH\"\\n' "
-            ">/tmp/shim/valkey-cli && chmod +x /tmp/shim/valkey-cli && "
-            "PATH=/tmp/shim:$PATH PROBE_ONCE=1 golden-probe")
-    out = host.check_output(f"sudo podman exec probe sh -c '{shim}'")
+    shim = ("mkdir -p /tmp/shim && printf '%s\\n' '#!/bin/sh' 'echo \"argv: $*\"' 'echo \"env: $REDISCLI_AUTH\"' "
+            ">/tmp/shim/valkey-cli && chmod +x /tmp/shim/valkey-cli && PATH=/tmp/shim:$PATH PROBE_ONCE=1 golden-probe")
+    out = host.check_output(f"sudo podman exec probe sh -c {shlex.quote(shim)}")
     password = dict(line.split("=", 1) for line in host.check_output(
         "sudo cat /etc/golden/credentials/probe.env").splitlines())["VALKEY_PASSWORD"]
     assert "argv: -s /var/run/valkey/valkey.sock --user probe" in out
