@@ -65,15 +65,15 @@ def test_services_run(fresh):
         assert fresh.service(unit).is_running, unit
 
 
-def test_host_made_its_own_credentials_and_apps_use_them(fresh):
+def test_host_made_its_own_cluster_and_credentials_and_closed_its_firewall(fresh):
+    """A product image: its own PostgreSQL cluster answers, the first-boot
+    credentials step ran (for no app), nothing but SSH is let in."""
     with fresh.sudo():
         assert fresh.file("/etc/golden/credentials/.generated").exists
-        env = fresh.file("/etc/golden/credentials/gitea.env")
-        assert (env.user, env.group, env.mode) == ("root", "gitea", 0o640)
-    query = fresh.run("sudo -u gitea sh -c 'env $(cat /etc/golden/credentials/gitea.env) "
-                      "psql -X -w -tAc \"SELECT current_user\"'")
-    assert (query.rc, query.stdout.strip()) == (0, "gitea"), query.stderr
-    assert fresh.service("probe").is_running
+        assert fresh.check_output("find /etc/golden/credentials -name '*.env'") == ""
+    assert fresh.check_output("sudo -u postgres psql -X -tAc 'SELECT 1'") == "1"
+    assert fresh.service("nftables").is_enabled
+    assert "policy drop;" in fresh.check_output("sudo nft list chain inet golden input")
 
 
 def test_host_made_its_own_identity_on_this_boot(fresh):
@@ -84,5 +84,6 @@ def test_host_made_its_own_identity_on_this_boot(fresh):
         keys = sorted(k for k in fresh.check_output("ls /etc/ssh").split() if k.startswith("ssh_host_"))
         assert keys == ["ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub",
                         "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
-        for path in ("/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/golden/credentials/.generated"):
+        for path in ("/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/golden/credentials/.generated",
+                     "/etc/ssl/private/ssl-cert-snakeoil.key", "/var/lib/postgresql/17/main/PG_VERSION"):
             assert int(fresh.check_output(f"stat -c %Y {path}")) >= boot_time, path
