@@ -8,11 +8,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from golden.build.manifest import read_manifest
+from golden.errors import GoldenError
 
 CATALOG = "metadata.json"
+VERSION_RE = re.compile(r"^[0-9]{8}\.[0-9]{6}$")  # golden's own: build time, YYYYMMDD.HHMMSS
+
+
+class CatalogError(GoldenError):
+    pass
+
+
+def catalog_versions(catalog: dict, where: str) -> list[str]:
+    """The catalog's versions, each checked to be golden's own format before
+    any use (a version names a directory that --keep deletes)."""
+    versions = catalog.get("versions") if isinstance(catalog, dict) else None
+    if not isinstance(versions, list):
+        raise CatalogError(f"{where}: not a box catalog (no versions list)")
+    found = []
+    for i, entry in enumerate(versions):
+        version = entry.get("version") if isinstance(entry, dict) else None
+        if not isinstance(version, str) or not VERSION_RE.match(version):
+            raise CatalogError(f"{where}: versions[{i}].version: {version!r} is not a golden version "
+                               "(YYYYMMDD.HHMMSS): refusing the catalog")
+        found.append(version)
+    return found
 
 
 def box_file(manifest: dict) -> dict:
@@ -30,6 +53,7 @@ def new_catalog(manifest: dict) -> dict:
 def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None = None) -> tuple[dict, list[str]]:
     """The catalog with manifest's version added (replacing an entry of the same
     version), newest first, cut to `keep` versions; and the versions cut."""
+    catalog_versions(catalog, "the catalog")
     entry = {"version": manifest["version"],
              "providers": [{"name": "libvirt", "url": box_url, "checksum_type": "sha256",
                             "checksum": box_file(manifest)["sha256"], "architecture": "amd64"}]}

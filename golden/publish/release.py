@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from golden.build.cache import sha256_file
-from golden.publish.catalog import CATALOG, box_file, new_catalog, version_key, with_version
+from golden.build.stages.package import sha256sums_text
+from golden.publish.catalog import CATALOG, box_file, catalog_versions, new_catalog, version_key, with_version
 from golden import settings
 from golden.errors import GoldenError
 from golden.build.manifest import read_manifest
@@ -60,7 +61,16 @@ def check_publishable(artifact: Path) -> dict:
         path = artifact / entry["name"]
         if not path.is_file() or sha256_file(path) != entry["sha256"]:
             raise PublishError(f"{where}: {entry['name']} does not match the checksum it was tested with")
+    _check_sums(artifact, manifest, where)
     return manifest
+
+
+def _check_sums(artifact: Path, manifest: dict, where: str) -> bytes:
+    """The artifact's SHA256SUMS, refused unless it says exactly what the manifest's tested files are."""
+    sums = (artifact / "SHA256SUMS").read_bytes() if (artifact / "SHA256SUMS").is_file() else b""
+    if sums != sha256sums_text(manifest["files"]).encode():
+        raise PublishError(f"{where}: SHA256SUMS differs from the checksums the image was tested with")
+    return sums
 
 
 def sign(sums: Path, key: Path) -> Path:
@@ -76,9 +86,11 @@ def _read_catalog(repo, name: str) -> dict | None:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        catalog = json.loads(raw)
     except ValueError:
         raise PublishError(f"{repo.url(name + '/metadata.json')}: the catalog is not valid JSON") from None
+    catalog_versions(catalog, repo.url(name + "/metadata.json"))  # before any version is used
+    return catalog
 
 
 def publish(artifact: Path, target, force: bool = False, keep: int | None = None, say=print) -> str:
@@ -89,7 +101,7 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
     name, version = manifest["name"], manifest["version"]
     final = f"{name}/{version}/"
     with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-publish-") as scratch:
-        ours = (artifact / "SHA256SUMS").read_bytes()
+        ours = _check_sums(artifact, manifest, f"{name} {version}")  # again, under the lock
         theirs = repo.read(final + "SHA256SUMS")
         if theirs is not None and theirs != ours and not force:
             raise PublishError(f"{name} {version} is already published with different content "
@@ -101,9 +113,13 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
                   [artifact / "manifest.json", sums, sign(sums, key), key.with_name(key.name + ".pub")]
         staging = f"{name}/.{version}.tmp-{os.getpid()}/"
         try:
+            tested = {e["name"]: e["sha256"] for e in manifest["files"]}
             for path in uploads:
                 say(f"  upload {path.name}")
-                repo.upload(path, staging + ("signing-key.pub" if path.name == key.name + ".pub" else path.name))
+                remote = "signing-key.pub" if path.name == key.name + ".pub" else path.name
+                sent = repo.upload(path, staging + remote)
+                if path.name in tested and sent != tested[path.name]:  # the bytes sent, hashed as they went
+                    raise PublishError(f"{name} {version}: {path.name} changed while publishing: not published")
             repo.move(staging, final)
         finally:
             repo.delete(staging)
@@ -131,7 +147,7 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
     catalog = _read_catalog(repo, name)
     if catalog is None:
         raise PublishError(f"no catalog for {name!r} at {repo.url(name + '/metadata.json')}")
-    versions = [v["version"] for v in catalog["versions"]]
+    versions = catalog_versions(catalog, repo.url(name + "/metadata.json"))
     if not versions:
         raise PublishError(f"{repo.url(name + '/metadata.json')}: no published versions")
     version = version or max(versions, key=version_key)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import os
+import re
 import shutil
 import socket
 import time
@@ -25,6 +27,19 @@ from golden.errors import GoldenError
 
 class RepositoryError(GoldenError):
     pass
+
+
+SEGMENT_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._+-]+$")  # not "." or ".."
+
+
+def safe_rel(rel: str) -> str:
+    """rel if it names a place inside the repository: '/'-separated segments
+    of plain characters, none of them '.', '..' or empty; else RepositoryError.
+    Every path golden reads, writes or deletes goes through here."""
+    segments = rel[:-1].split("/") if rel.endswith("/") else rel.split("/")
+    if not all(SEGMENT_RE.match(segment) for segment in segments):
+        raise RepositoryError(f"refused repository path {rel!r}: it would leave the repository")
+    return rel
 
 
 def open_repository(target: str | Path) -> "DirectoryRepository | HttpRepository":
@@ -44,7 +59,10 @@ class DirectoryRepository:
         return str(self.root)
 
     def _path(self, rel: str) -> Path:
-        return self.root / rel.rstrip("/")
+        path = self.root / safe_rel(rel).rstrip("/")
+        if not path.resolve().is_relative_to(self.root.resolve()):  # a symlink pointing out
+            raise RepositoryError(f"refused repository path {rel!r}: it resolves outside {self.root}")
+        return path
 
     def url(self, rel: str) -> str:
         return self._path(rel).resolve().as_uri()
@@ -55,10 +73,16 @@ class DirectoryRepository:
         except FileNotFoundError:
             return None
 
-    def upload(self, local: Path, rel: str) -> None:
+    def upload(self, local: Path, rel: str) -> str:
+        """Copies local to rel; returns the sha256 of the bytes written."""
         dest = self._path(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, dest)
+        h = hashlib.sha256()
+        with Path(local).open("rb") as src, dest.open("wb") as out:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+        return h.hexdigest()
 
     def move(self, src: str, dest: str) -> None:
         """Replaces dest with src; a directory dest is removed first."""
@@ -103,6 +127,9 @@ class HttpRepository:
         self.base = base.rstrip("/") + "/"
         self.session = requests.Session()
         credentials = settings.publish_credentials()
+        if credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            raise RepositoryError(f"{base}: refusing to send publish credentials over plain http:// "
+                                  "(use https://; plain http is allowed to loopback only)")
         if "token" in credentials:
             self.session.headers["Authorization"] = f"Bearer {credentials['token']}"
         elif "user" in credentials:
@@ -112,7 +139,7 @@ class HttpRepository:
         return self.base
 
     def url(self, rel: str) -> str:
-        return self.base + rel
+        return self.base + safe_rel(rel)
 
     def _request(self, method: str, rel: str, ok=(200, 201, 204), **kwargs):
         import requests
@@ -130,9 +157,12 @@ class HttpRepository:
         response = self._request("GET", rel, ok=(200, 404))
         return None if response.status_code == 404 else response.content
 
-    def upload(self, local: Path, rel: str) -> None:
+    def upload(self, local: Path, rel: str) -> str:
+        """PUTs local to rel; returns the sha256 of the bytes sent."""
         with Path(local).open("rb") as f:
-            self._request("PUT", rel, data=f)
+            body = _HashingReader(f)
+            self._request("PUT", rel, data=body)
+        return body.sha256.hexdigest()
 
     def move(self, src: str, dest: str) -> None:
         self._request("MOVE", src, headers={"Destination": self.url(dest), "Overwrite": "T"})
@@ -169,6 +199,27 @@ class HttpRepository:
             yield
         finally:
             self.delete(lock)
+
+
+class _HashingReader:
+    """A file whose bytes are hashed as they are read (and sent)."""
+    def __init__(self, f):
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.f.read(size)
+        self.sha256.update(chunk)
+        return chunk
+
+    def __len__(self) -> int:  # requests sends a Content-Length, not a chunked body
+        return os.fstat(self.f.fileno()).st_size
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _is_stale(owner: str) -> bool:

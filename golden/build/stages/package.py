@@ -124,8 +124,13 @@ def describe_files(paths: list[Path]) -> list[dict]:
     return [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size} for p in paths]
 
 
+def sha256sums_text(files: list[dict]) -> str:
+    """sha256sum -c's format, from the manifest's file list."""
+    return "".join(f"{f['sha256']}  {f['name']}\n" for f in files)
+
+
 def write_sha256sums(files: list[dict], dest: Path) -> None:
-    dest.write_text("".join(f"{f['sha256']}  {f['name']}\n" for f in files))
+    dest.write_text(sha256sums_text(files))
 
 
 def run(ctx) -> None:

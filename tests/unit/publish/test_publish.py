@@ -15,7 +15,8 @@ import pytest
 from golden.build.manifest import record_test, write_manifest
 from golden.build.stages.package import describe_files, make_box, write_sha256sums
 from golden.publish.release import PublishError, check_publishable, publish, verify
-from golden.publish.repository import HttpRepository, RepositoryError
+from golden.errors import GoldenError
+from golden.publish.repository import DirectoryRepository, HttpRepository, RepositoryError, safe_rel
 
 from conftest import REPO, need
 
@@ -286,3 +287,94 @@ def test_http_publish_waits_for_the_lock_and_names_it(artifact, keys, nginx, mon
     (nginx.root / "web" / ".publish.lock").rmdir()
     publish(built, nginx.to, say=lambda *_: None)
     assert not (nginx.root / "web" / ".publish.lock").exists()  # released after publishing
+
+
+# Safe repository operations (issue 15): what an attacker with write access to
+# the repository, or a tampered artifact directory, tries.
+
+def test_a_traversal_version_in_the_catalog_is_refused_before_any_use(artifact, keys, target, tmp_path):
+    publish(artifact(), target.to, say=lambda *_: None)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    catalog_path = target.root / "web" / "metadata.json"
+    catalog = json.loads(catalog_path.read_text())
+    catalog["versions"].append(dict(catalog["versions"][0], version="../../victim"))
+    catalog_path.write_text(json.dumps(catalog))
+    with pytest.raises(GoldenError, match=r"versions\[1\]\.version: '../../victim' is not a golden version"):
+        publish(artifact(version="20261123.100000"), target.to, keep=1, say=lambda *_: None)
+    with pytest.raises(GoldenError, match="is not a golden version"):
+        verify(target.to, "web", say=lambda *_: None)
+    assert (victim / "precious").read_text() == "keep me"
+    assert not (target.root / "web" / "20261123.100000").exists()
+
+
+@pytest.mark.parametrize("rel", ["../x", "web/../../x", "/etc/passwd", "web//x", "web/./x", "web/..", "",
+                                 "web/x\ny", "web\\..\\x"])
+def test_repository_paths_never_leave_the_root(tmp_path, rel):
+    with pytest.raises(RepositoryError, match="it would leave the repository"):
+        safe_rel(rel)
+    with pytest.raises(RepositoryError):
+        DirectoryRepository(tmp_path).delete(rel)
+    with pytest.raises(RepositoryError):
+        HttpRepository("https://repo.example.org/boxes").url(rel)
+
+
+def test_a_symlink_out_of_a_directory_repository_is_refused(tmp_path):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "precious").write_text("keep me")
+    (tmp_path / "repo" / "web").symlink_to(tmp_path / "outside")
+    with pytest.raises(RepositoryError, match="resolves outside"):
+        DirectoryRepository(tmp_path / "repo").delete("web/")
+    assert (tmp_path / "outside" / "precious").is_file()
+
+
+def test_credentials_only_over_https_or_to_loopback(monkeypatch):
+    monkeypatch.setenv("GOLDEN_PUBLISH_USER", PUBLISH_USER)
+    monkeypatch.setenv("GOLDEN_PUBLISH_PASSWORD", PUBLISH_PASSWORD)
+    with pytest.raises(RepositoryError, match="refusing to send publish credentials over plain http://"):
+        HttpRepository("http://repo.example.org/boxes")
+    HttpRepository("https://repo.example.org/boxes")
+    HttpRepository("http://127.0.0.1:8080/boxes")
+    HttpRepository("http://[::1]:8080/boxes")
+    monkeypatch.delenv("GOLDEN_PUBLISH_USER")
+    HttpRepository("http://repo.example.org/boxes")  # reading needs no credentials
+
+
+def test_sha256sums_other_than_the_tested_checksums_is_refused(artifact, keys, target):
+    a = artifact()
+    sums = a / "SHA256SUMS"
+    sums.write_text(sums.read_text().replace("web-20261122.100000.qcow2", "web-20261122.100000.qcow2 \n" + "0" * 64
+                                             + "  extra.img"))
+    with pytest.raises(PublishError, match="SHA256SUMS differs from the checksums the image was tested with"):
+        publish(a, target.to, say=lambda *_: None)
+    assert not (target.root / "web").exists()
+
+
+def test_a_file_changed_after_the_gate_is_not_published(artifact, keys, tmp_path):
+    """The gate hashed the files; the upload hashes the bytes it sends."""
+    import fcntl
+    import threading
+    a, repo = artifact(), tmp_path / "repo"
+    (repo / "web").mkdir(parents=True)
+    errors = []
+    with (repo / "web" / ".publish.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another publisher holds the image's lock
+        thread = threading.Thread(target=lambda: errors.append(_publish_error(a, repo)))
+        thread.start()
+        time.sleep(2)  # past the gate, waiting for the lock
+        with (a / "web-20261122.100000.qcow2").open("r+b") as f:
+            f.seek(0)
+            f.write(b"X")  # same size, other bytes
+    thread.join(60)
+    assert errors and "web-20261122.100000.qcow2 changed while publishing: not published" in errors[0]
+    assert sorted(p.name for p in (repo / "web").iterdir()) == [".publish.lock"]
+
+
+def _publish_error(artifact_dir, repo) -> str:
+    try:
+        publish(artifact_dir, repo, say=lambda *_: None)
+    except PublishError as exc:
+        return str(exc)
+    return "published"
