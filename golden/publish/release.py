@@ -1,9 +1,14 @@
-"""./inv publish and ./inv verify: only tested images reach a box repository.
+"""./inv publish and ./inv verify: only tested images reach a box repository,
+and users can check that what was tested is what they download.
 
 Repository layout (a directory or an http(s):// WebDAV base URL, see
-golden.repository):
-    <target>/<name>/<version>/   box, qcow2, manifest.json, SHA256SUMS, SHA256SUMS.sig
-    <target>/<name>/metadata.json   Vagrant box catalog, replaced atomically, written last
+golden.publish.repository):
+    <target>/<name>/<version>/   box, qcow2, manifest.json, the JUnit reports,
+                                 release.json + .sig (the signed statement, see
+                                 golden.publish.statement), SHA256SUMS + .sig,
+                                 signing-key.pub
+    <target>/<name>/metadata.json   Vagrant box catalog with its signature
+                                    inside, replaced atomically, written last
 
 Publishing refuses, before uploading anything, an image without a passing
 test verdict (`--force` never bypasses that), one whose files no longer match
@@ -13,20 +18,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import shutil
 import tempfile
 from pathlib import Path
 
-from golden.build.cache import sha256_file
-from golden.build.stages.package import sha256sums_text
-from golden.publish.catalog import CATALOG, box_file, catalog_versions, new_catalog, version_key, with_version
 from golden import settings
-from golden.errors import GoldenError
+from golden.build.cache import sha256_file
 from golden.build.manifest import read_manifest
+from golden.build.stages.package import sha256sums_text
+from golden.errors import GoldenError
+from golden.publish.catalog import CATALOG, box_file, catalog_versions, new_catalog, version_key, with_version
 from golden.publish.repository import open_repository
+from golden.publish.statement import (SIGNER_IDENTITY, STATEMENT, canonical, make_statement, sign_bytes,
+                                      statement_bytes, verify_bytes)
 
-SIGNATURE_NAMESPACE = "file"
-SIGNER_IDENTITY = "golden"
+CATALOG_SIGNATURE = "golden_signature"  # a key of the catalog itself: catalog and signature change at once
 
 
 class PublishError(GoldenError):
@@ -73,14 +79,6 @@ def _check_sums(artifact: Path, manifest: dict, where: str) -> bytes:
     return sums
 
 
-def sign(sums: Path, key: Path) -> Path:
-    proc = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE, str(sums)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise PublishError(f"signing {sums.name} failed: {proc.stderr.strip()}")
-    return sums.with_name(sums.name + ".sig")
-
-
 def _read_catalog(repo, name: str) -> dict | None:
     raw = repo.read(f"{name}/metadata.json")
     if raw is None:
@@ -101,83 +99,139 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
     name, version = manifest["name"], manifest["version"]
     final = f"{name}/{version}/"
     with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-publish-") as scratch:
-        ours = _check_sums(artifact, manifest, f"{name} {version}")  # again, under the lock
+        sums = _check_sums(artifact, manifest, f"{name} {version}")  # again, under the lock
         theirs = repo.read(final + "SHA256SUMS")
-        if theirs is not None and theirs != ours and not force:
+        if theirs is not None and theirs != sums and not force:
             raise PublishError(f"{name} {version} is already published with different content "
                                f"({repo.url(final)}); use --force to replace it")
         catalog = _read_catalog(repo, name) or new_catalog(manifest)
-        sums = Path(scratch) / "SHA256SUMS"
-        sums.write_bytes(ours)
-        uploads = [artifact / e["name"] for e in manifest["files"]] + \
-                  [artifact / "manifest.json", sums, sign(sums, key), key.with_name(key.name + ".pub")]
-        staging = f"{name}/.{version}.tmp-{os.getpid()}/"
-        try:
-            tested = {e["name"]: e["sha256"] for e in manifest["files"]}
-            for path in uploads:
-                say(f"  upload {path.name}")
-                remote = "signing-key.pub" if path.name == key.name + ".pub" else path.name
-                sent = repo.upload(path, staging + remote)
-                if path.name in tested and sent != tested[path.name]:  # the bytes sent, hashed as they went
-                    raise PublishError(f"{name} {version}: {path.name} changed while publishing: not published")
-            repo.move(staging, final)
-        finally:
-            repo.delete(staging)
-        for entry in manifest["files"]:  # what was written reads back intact
-            if repo.sha256(final + entry["name"]) != entry["sha256"]:
-                raise PublishError(f"{repo.url(final + entry['name'])}: checksum mismatch after publishing")
-
+        uploads, expected = _release_files(artifact, manifest, sums, key, Path(scratch))
+        _upload_version(repo, uploads, expected, final, say)
         catalog, dropped = with_version(catalog, manifest, repo.url(final + box_file(manifest)["name"]), keep)
-        catalog_file = Path(scratch) / CATALOG
-        catalog_file.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
-        tmp = f"{name}/.{CATALOG}.tmp-{os.getpid()}"
-        repo.upload(catalog_file, tmp)
-        repo.move(tmp, f"{name}/{CATALOG}")  # last: clients never see missing files
+        _write_catalog(repo, name, catalog, key, Path(scratch))
         for old in dropped:
             repo.delete(f"{name}/{old}/")
     say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
     return repo.url(final)
 
 
+def _release_files(artifact: Path, manifest: dict, sums: bytes, key: Path, scratch: Path):
+    """What goes into the version directory, as (local file, remote name), and
+    the sha256 each must have on the way. manifest.json and the reports are
+    copied first, so that the bytes hashed into the statement are the bytes sent."""
+    copies = {}
+    for name in ["manifest.json"] + manifest["test"].get("reports", []):
+        if not (artifact / name).is_file():
+            raise PublishError(f"{manifest['name']} {manifest['version']}: {name}, a report of its test, is missing")
+        copies[name] = scratch / name
+        shutil.copyfile(artifact / name, copies[name])
+    digests = {e["name"]: e["sha256"] for e in manifest["files"]} | \
+        {name: sha256_file(path) for name, path in copies.items()}
+    reports = {n: d for n, d in digests.items() if n in copies and n != "manifest.json"}
+    statement = statement_bytes(make_statement(manifest, digests, digests["manifest.json"], reports))
+    documents = {STATEMENT: statement, STATEMENT + ".sig": sign_bytes(statement, key, "release"),
+                 "SHA256SUMS": sums, "SHA256SUMS.sig": sign_bytes(sums, key, "sums")}
+    for name, data in documents.items():
+        (scratch / name).write_bytes(data)
+    uploads = [(artifact / e["name"], e["name"]) for e in manifest["files"]] + \
+        [(path, name) for name, path in copies.items()] + [(scratch / name, name) for name in documents] + \
+        [(key.with_name(key.name + ".pub"), "signing-key.pub")]
+    return uploads, digests
+
+
+def _upload_version(repo, uploads: list[tuple[Path, str]], expected: dict[str, str], final: str, say) -> None:
+    """Uploads into a staging directory, then moves it into place."""
+    staging = final.rstrip("/").rpartition("/")
+    staging = f"{staging[0]}/.{staging[2]}.tmp-{os.getpid()}/"
+    try:
+        for path, remote in uploads:
+            say(f"  upload {remote}")
+            sent = repo.upload(path, staging + remote)
+            if remote in expected and sent != expected[remote]:  # the bytes sent, hashed as they went
+                raise PublishError(f"{final.rstrip('/').replace('/', ' ')}: {remote} changed while publishing: "
+                                   "not published")
+        repo.move(staging, final)
+    finally:
+        repo.delete(staging)
+    for remote, digest in expected.items():  # what was written reads back intact
+        if repo.sha256(final + remote) != digest:
+            raise PublishError(f"{repo.url(final + remote)}: checksum mismatch after publishing")
+
+
+def _write_catalog(repo, name: str, catalog: dict, key: Path, scratch: Path) -> None:
+    catalog = dict(catalog)
+    catalog[CATALOG_SIGNATURE] = sign_bytes(canonical(catalog, CATALOG_SIGNATURE), key, "catalog").decode()
+    catalog_file = scratch / CATALOG
+    catalog_file.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
+    tmp = f"{name}/.{CATALOG}.tmp-{os.getpid()}"
+    repo.upload(catalog_file, tmp)
+    repo.move(tmp, f"{name}/{CATALOG}")  # last: clients never see missing files
+
+
 def verify(source, name: str, version: str | None = None, allowed_signers: Path | None = None,
            say=print) -> str:
-    """Checks the signature of SHA256SUMS and every file listed in it,
-    streaming each published file through sha256."""
+    """Checks a published version end to end: the catalog's signature and its
+    entry, the signed statement (for this name and version, tested and
+    passed), every file against it, manifest.json and SHA256SUMS."""
     repo = open_repository(source)
+    catalog_url = repo.url(name + "/metadata.json")
     catalog = _read_catalog(repo, name)
     if catalog is None:
-        raise PublishError(f"no catalog for {name!r} at {repo.url(name + '/metadata.json')}")
-    versions = catalog_versions(catalog, repo.url(name + "/metadata.json"))
+        raise PublishError(f"no catalog for {name!r} at {catalog_url}")
+    signers = allowed_signers or _default_allowed_signers()
+    signature = catalog.get(CATALOG_SIGNATURE)
+    if not isinstance(signature, str):
+        raise PublishError(f"{catalog_url}: the catalog is not signed")
+    verify_bytes(canonical(catalog, CATALOG_SIGNATURE), signature.encode(), "catalog", signers, catalog_url)
+    versions = catalog_versions(catalog, catalog_url)
     if not versions:
-        raise PublishError(f"{repo.url(name + '/metadata.json')}: no published versions")
+        raise PublishError(f"{catalog_url}: no published versions")
     version = version or max(versions, key=version_key)
     if version not in versions:
         raise PublishError(f"{name} {version} is not in the catalog (published: {', '.join(versions)})")
     where = f"{name}/{version}/"
-    sums, sig = repo.read(where + "SHA256SUMS"), repo.read(where + "SHA256SUMS.sig")
-    if sums is None:
-        raise PublishError(f"{name} {version}: no SHA256SUMS at {repo.url(where)}")
-    if sig is None:
-        raise PublishError(f"{name} {version}: SHA256SUMS is not signed")
-    with tempfile.TemporaryDirectory(prefix="golden-verify-") as scratch:
-        (Path(scratch) / "SHA256SUMS.sig").write_bytes(sig)
-        proc = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed_signers or _default_allowed_signers()),
-                               "-I", SIGNER_IDENTITY, "-n", SIGNATURE_NAMESPACE,
-                               "-s", str(Path(scratch) / "SHA256SUMS.sig")], input=sums, capture_output=True)
-    if proc.returncode != 0:
-        why = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        raise PublishError(f"{name} {version}: bad signature on SHA256SUMS: {why}")
-    bad = []
-    for line in sums.decode().splitlines():
-        digest, file_name = line.split(maxsplit=1)
-        file_name = file_name.lstrip("*")
-        got = repo.sha256(where + file_name)
-        if got != digest:
-            bad.append(f"{file_name}: {'MISSING' if got is None else 'FAILED'}")
+    statement = _verified_statement(repo, where, signers, name, version)
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    entry = next(v for v in catalog["versions"] if v["version"] == version)
+    box = f"{name}-{version}.libvirt.box"
+    provider = (entry.get("providers") or [{}])[0]
+    if (provider.get("url"), provider.get("checksum")) != (repo.url(where + box), subjects.get(box)):
+        raise PublishError(f"{catalog_url}: the entry of {version} does not point at the signed box "
+                           f"{repo.url(where + box)} with its signed checksum")
+    bad = [f"{n}: {'MISSING' if got is None else 'FAILED'}" for n, digest in sorted(subjects.items())
+           if (got := repo.sha256(where + n)) != digest]
     if bad:
         raise PublishError(f"{name} {version}: checksum mismatch: {'; '.join(bad)}")
-    say(f"{name} {version}: signature and checksums OK")
+    _check_published_sums(repo, where, signers, json.loads(repo.read(where + "manifest.json")), f"{name} {version}")
+    say(f"{name} {version}: signed statement, catalog and checksums OK")
     return repo.url(where)
+
+
+def _verified_statement(repo, where: str, signers: Path, name: str, version: str) -> dict:
+    statement, sig = repo.read(where + STATEMENT), repo.read(where + STATEMENT + ".sig")
+    if statement is None or sig is None:
+        raise PublishError(f"{name} {version}: no signed release statement at {repo.url(where + STATEMENT)}")
+    verify_bytes(statement, sig, "release", signers, repo.url(where + STATEMENT))
+    predicate = json.loads(statement)["predicate"]
+    if (predicate.get("image"), predicate.get("version")) != (name, version):
+        raise PublishError(f"{name} {version}: the signed statement is for {predicate.get('image')} "
+                           f"{predicate.get('version')}: files copied from another release")
+    if not predicate.get("test", {}).get("passed"):
+        raise PublishError(f"{name} {version}: the signed statement does not say its test passed")
+    return json.loads(statement)
+
+
+def _check_published_sums(repo, where: str, signers: Path, manifest: dict, what: str) -> None:
+    """manifest.json (already checked against the statement) names this
+    release; SHA256SUMS, for OpenSSH-only users, says the same and is signed."""
+    if (manifest.get("name"), manifest.get("version")) != tuple(where.rstrip("/").split("/")):
+        raise PublishError(f"{what}: manifest.json is of another release")
+    sums, sig = repo.read(where + "SHA256SUMS"), repo.read(where + "SHA256SUMS.sig")
+    if sums != sha256sums_text(manifest["files"]).encode() or sig is None:
+        raise PublishError(f"{what}: SHA256SUMS does not match the signed statement")
+    verify_bytes(sums, sig, "sums", signers, repo.url(where + "SHA256SUMS"))
+
+
 def _default_allowed_signers() -> Path:
     """$GOLDEN_ALLOWED_SIGNERS, or an allowed-signers file made from the
     signing key's public half (ssh-keygen's format: `golden <public key>`)."""

@@ -3,6 +3,7 @@ started by the test), with real ssh-keygen signatures and real Vagrant
 reading the catalog (tiny boxes: Vagrant unpacks, never boots them)."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,7 @@ def artifact(tmp_path):
             "base": {"suite": "trixie", "mirror": "http://deb.debian.org/debian"}, "packages": {},
             "files": files, "stages": {}, "accelerator": "tcg", "description": "test image", "test_only": test_only})
         if tested:
+            (d / "test-report.xml").write_text(f'<testsuite tests="10" failures="{0 if passed else 2}"/>\n')
             record_test(d / "manifest.json", passed, 10, 0 if passed else 2, ["test-report.xml"])
         return d
     return make
@@ -163,8 +165,8 @@ def test_publish_then_verify(artifact, keys, target):
     assert url == target.url("web/20261122.100000/")
     final = target.root / "web" / "20261122.100000"
     assert sorted(p.name for p in final.iterdir()) == sorted([
-        "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "signing-key.pub",
-        "web-20261122.100000.qcow2", "web-20261122.100000.libvirt.box"])
+        "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "release.json", "release.json.sig", "signing-key.pub",
+        "test-report.xml", "web-20261122.100000.qcow2", "web-20261122.100000.libvirt.box"])
     left = sorted(p.name for p in (target.root / "web").iterdir() if p.name != ".publish.lock")
     assert left == ["20261122.100000", "metadata.json"]  # nothing left in staging, lock released
     assert not (target.root / "web" / ".publish.lock").is_dir()
@@ -185,7 +187,7 @@ def test_verify_refuses_tampered_file_and_wrong_signature(artifact, keys, target
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     signers = tmp_path / "allowed_signers"
     signers.write_text(f"golden {other.with_suffix('.pub').read_text()}")
-    with pytest.raises(PublishError, match="bad signature on SHA256SUMS"):
+    with pytest.raises(GoldenError, match="metadata.json: bad signature"):
         verify(target.to, "web", allowed_signers=signers, say=lambda *_: None)
     with (final / "web-20261122.100000.qcow2").open("r+b") as f:
         f.seek(0, 2)
@@ -378,3 +380,84 @@ def _publish_error(artifact_dir, repo) -> str:
     except PublishError as exc:
         return str(exc)
     return "published"
+
+
+# The trust chain (issue 15): the signed statement binds name, version, every
+# file, the manifest and its test verdict; the catalog is signed.
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_signed_set_copied_to_another_name_is_refused(artifact, keys, tmp_path):
+    """Both images are the publisher's; infra's files are replaced by infra-open's, renamed."""
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    other = artifact(version="20261122.120000")
+    _edit_json(other / "manifest.json", lambda m: m.update(name="web-open"))
+    publish(other, repo, say=lambda *_: None)
+    victim, source = repo / "web" / "20261122.100000", repo / "web-open" / "20261122.120000"
+    for f in source.iterdir():
+        target_name = f.name.replace("20261122.120000", "20261122.100000")
+        shutil.copyfile(f, victim / target_name)
+    _edit_json(victim / "manifest.json", lambda m: m.update(name="web", version="20261122.100000"))
+    with pytest.raises(PublishError, match="the signed statement is for web-open 20261122.120000: files copied"):
+        verify(repo, "web", say=lambda *_: None)
+
+
+def test_a_rewritten_catalog_entry_is_refused(artifact, keys, target):
+    publish(artifact(), target.to, say=lambda *_: None)
+    catalog = target.root / "web" / "metadata.json"
+    _edit_json(catalog, lambda c: c["versions"][0]["providers"][0].update(url="http://evil.example/box"))
+    with pytest.raises(GoldenError, match="metadata.json: bad signature"):
+        verify(target.to, "web", say=lambda *_: None)
+
+
+def test_a_tampered_manifest_verdict_is_refused(artifact, keys, target):
+    publish(artifact(), target.to, say=lambda *_: None)
+    _edit_json(target.root / "web" / "20261122.100000" / "manifest.json",
+               lambda m: m["test"].update(tests=500, failures=0))
+    with pytest.raises(PublishError, match="checksum mismatch: manifest.json: FAILED"):
+        verify(target.to, "web", say=lambda *_: None)
+
+
+def test_a_changed_sha256sums_is_refused(artifact, keys, target):
+    publish(artifact(), target.to, say=lambda *_: None)
+    sums = target.root / "web" / "20261122.100000" / "SHA256SUMS"
+    sums.write_text(sums.read_text() + "0" * 64 + "  extra.img\n")
+    with pytest.raises(PublishError, match="SHA256SUMS does not match the signed statement"):
+        verify(target.to, "web", say=lambda *_: None)
+
+
+def test_a_release_without_a_signed_statement_is_refused(artifact, keys, target):
+    publish(artifact(), target.to, say=lambda *_: None)
+    (target.root / "web" / "20261122.100000" / "release.json.sig").unlink()
+    with pytest.raises(PublishError, match="no signed release statement"):
+        verify(target.to, "web", say=lambda *_: None)
+
+
+def test_openssh_alone_checks_the_statement_and_the_files(artifact, keys, tmp_path):
+    """What the README tells a user without golden to run."""
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    release = repo / "web" / "20261122.100000"
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"golden {(keys.with_name(keys.name + '.pub')).read_text()}")
+    for document, namespace in (("release.json", "golden-release"), ("SHA256SUMS", "golden-sha256sums")):
+        with (release / document).open("rb") as f:
+            check = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", "golden", "-n",
+                                    namespace, "-s", str(release / f"{document}.sig")], stdin=f, capture_output=True)
+        assert check.returncode == 0, check.stderr
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release, capture_output=True, text=True)
+    assert sums.returncode == 0 and sums.stdout.count(": OK") == 2
+    statement = json.loads((release / "release.json").read_text())
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicate"]["image"] == "web" and statement["predicate"]["test"]["passed"] is True
+    assert {s["name"] for s in statement["subject"]} == {"web-20261122.100000.qcow2", "web-20261122.100000.libvirt.box",
+                                                         "manifest.json", "test-report.xml"}
+    wrong_namespace = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", "golden", "-n", "file",
+                                      "-s", str(release / "release.json.sig")],
+                                     stdin=(release / "release.json").open("rb"), capture_output=True)
+    assert wrong_namespace.returncode != 0  # a signature for golden releases is nothing else
