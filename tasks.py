@@ -83,6 +83,14 @@ def verify(c, from_, image, version=None):
     _guard(lambda: verify_published(from_, image, version))
 
 
+@task(help={"to": "box repository the version was published to (a directory or an http(s):// URL)",
+            "image": "image name", "version": "the version to revoke", "reason": "why, one line (users see it)"})
+def revoke(c, to, image, version, reason):
+    """Withdraw a published version: signed notice, and the catalog no longer offers it."""
+    from golden.publish.release import revoke as revoke_published
+    _guard(lambda: revoke_published(to, image, version, reason))
+
+
 @task(help={"image": "image spec name (default: every image with artifacts)",
             "keep": "versions to keep per image (default 1: the newest)",
             "cache": "remove the whole stage cache ($GOLDEN_CACHE or ~/.cache/golden); "
@@ -183,5 +191,5 @@ def bench(c, image="infra"):
     _guard(run)
 
 
-ns = Collection(build, test, publish, verify, clean, lock, outdated, bench)
+ns = Collection(build, test, publish, verify, revoke, clean, lock, outdated, bench)
 ns.add_collection(Collection("lab", up=lab_up, down=lab_down, ssh=lab_ssh))

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from golden.publish.catalog import CATALOG, write_local_catalog
+from golden.publish.release import verify
 from golden import settings
 from golden.errors import GoldenError
 from golden.vm.libvirt import LibvirtSession, daemon_answers, delete_volumes, open_session, stop_private_libvirt
@@ -91,6 +92,9 @@ def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
             hint = "run ./inv test to build and validate it" if base == str(artifacts) else "publish it there"
             raise LabError(f"no tested box of {image!r} in the catalog {repo.url(image + '/' + CATALOG)}: {hint}, "
                            f"or set GOLDEN_CATALOG to a published repository")
+        if base != str(artifacts) and settings.allowed_signers():
+            # The box Vagrant will take (the newest), checked against its signed statement first.
+            verify(base, image, allowed_signers=settings.allowed_signers(), say=lambda *_: None)
 
 
 def _url(base: str) -> str:

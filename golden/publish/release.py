@@ -16,6 +16,7 @@ their checksums, and a version already published with different content.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -27,11 +28,13 @@ from golden.build.cache import sha256_file
 from golden.build.manifest import read_manifest
 from golden.build.stages.package import sha256sums_text
 from golden.errors import GoldenError
-from golden.publish.catalog import CATALOG, box_file, catalog_versions, new_catalog, version_key, with_version
+from golden.publish.catalog import (CATALOG, VERSION_RE, box_file, catalog_versions, new_catalog, version_key,
+                                    with_version)
 from golden.publish.repository import open_repository
 from golden.publish.statement import (SIGNER_IDENTITY, STATEMENT, canonical, make_statement, sign_bytes,
                                       statement_bytes, verify_bytes)
 
+REVOCATION = "revocation.json"
 CATALOG_SIGNATURE = "golden_signature"  # a key of the catalog itself: catalog and signature change at once
 
 
@@ -168,6 +171,42 @@ def _write_catalog(repo, name: str, catalog: dict, key: Path, scratch: Path) -> 
     repo.move(tmp, f"{name}/{CATALOG}")  # last: clients never see missing files
 
 
+def revoke(target, name: str, version: str, reason: str, say=print) -> None:
+    """Withdraws a published version: a signed revocation.json in its
+    directory, and the signed catalog no longer offers it (its `revoked` list
+    says why). The files stay, so what was revoked can still be examined."""
+    if not VERSION_RE.match(version):
+        raise PublishError(f"--version: {version!r} is not a golden version (YYYYMMDD.HHMMSS)")
+    if not reason.strip() or len(reason) > 300 or any(ord(c) < 32 for c in reason):
+        raise PublishError("--reason: expected one line of text (at most 300 characters)")
+    key = signing_key()
+    repo = open_repository(target)
+    with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-revoke-") as scratch:
+        catalog = _read_catalog(repo, name)
+        if catalog is None or version not in catalog_versions(catalog, repo.url(name + "/metadata.json")):
+            raise PublishError(f"{name} {version} is not offered by {repo.url(name + '/metadata.json')}")
+        notice = {"image": name, "version": version, "reason": reason.strip(),
+                  "revoked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        document = (json.dumps(notice, indent=2, sort_keys=True) + "\n").encode()
+        for file_name, data in ((REVOCATION, document), (REVOCATION + ".sig", sign_bytes(document, key, "revocation"))):
+            (Path(scratch) / file_name).write_bytes(data)
+            repo.upload(Path(scratch) / file_name, f"{name}/{version}/{file_name}")
+        catalog = dict(catalog, versions=[v for v in catalog["versions"] if v["version"] != version],
+                       revoked=[r for r in catalog.get("revoked", []) if r.get("version") != version] + [notice])
+        _write_catalog(repo, name, catalog, key, Path(scratch))
+    say(f"{name} {version}: revoked ({reason.strip()}); the catalog no longer offers it")
+
+
+def _check_not_revoked(repo, catalog: dict, where: str, signers: Path, name: str, version: str) -> None:
+    notice = next((r for r in catalog.get("revoked", []) if r.get("version") == version), None)
+    document, sig = repo.read(where + REVOCATION), repo.read(where + REVOCATION + ".sig")
+    if notice is None and document is not None and sig is not None:
+        verify_bytes(document, sig, "revocation", signers, repo.url(where + REVOCATION))
+        notice = json.loads(document)
+    if notice is not None:
+        raise PublishError(f"{name} {version} was revoked at {notice.get('revoked_at')}: {notice.get('reason')}")
+
+
 def verify(source, name: str, version: str | None = None, allowed_signers: Path | None = None,
            say=print) -> str:
     """Checks a published version end to end: the catalog's signature and its
@@ -184,12 +223,14 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
         raise PublishError(f"{catalog_url}: the catalog is not signed")
     verify_bytes(canonical(catalog, CATALOG_SIGNATURE), signature.encode(), "catalog", signers, catalog_url)
     versions = catalog_versions(catalog, catalog_url)
-    if not versions:
+    if version is None and not versions:
         raise PublishError(f"{catalog_url}: no published versions")
     version = version or max(versions, key=version_key)
+    where = f"{name}/{version}/"
+    if VERSION_RE.match(version):
+        _check_not_revoked(repo, catalog, where, signers, name, version)
     if version not in versions:
         raise PublishError(f"{name} {version} is not in the catalog (published: {', '.join(versions)})")
-    where = f"{name}/{version}/"
     statement = _verified_statement(repo, where, signers, name, version)
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     entry = next(v for v in catalog["versions"] if v["version"] == version)

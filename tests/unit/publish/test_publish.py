@@ -461,3 +461,52 @@ def test_openssh_alone_checks_the_statement_and_the_files(artifact, keys, tmp_pa
                                       "-s", str(release / "release.json.sig")],
                                      stdin=(release / "release.json").open("rb"), capture_output=True)
     assert wrong_namespace.returncode != 0  # a signature for golden releases is nothing else
+
+
+def test_lab_up_verifies_boxes_from_a_catalog_when_signers_are_configured(artifact, keys, tmp_path, monkeypatch):
+    from golden.lab import Machine, check_catalogs
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"golden {(keys.with_name(keys.name + '.pub')).read_text()}")
+    monkeypatch.setenv("GOLDEN_ALLOWED_SIGNERS", str(signers))
+    machines = [Machine("a", "web")]
+    check_catalogs(machines, str(repo), tmp_path / "artifacts")  # signed and intact
+    with (repo / "web" / "20261122.100000" / "web-20261122.100000.libvirt.box").open("r+b") as f:
+        f.write(b"X")
+    with pytest.raises(GoldenError, match="checksum mismatch: web-20261122.100000.libvirt.box: FAILED"):
+        check_catalogs(machines, str(repo), tmp_path / "artifacts")
+
+
+def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_path):
+    from golden.publish.release import revoke
+    publish(artifact(), target.to, say=lambda *_: None)
+    publish(artifact(version="20261123.100000"), target.to, say=lambda *_: None)
+    revoke(target.to, "web", "20261123.100000", "CVE-2026-0001 in the kernel", say=lambda *_: None)
+    catalog = json.loads((target.root / "web" / "metadata.json").read_text())
+    assert [v["version"] for v in catalog["versions"]] == ["20261122.100000"]  # Vagrant no longer offers it
+    assert catalog["revoked"][0]["reason"] == "CVE-2026-0001 in the kernel"
+    with pytest.raises(PublishError, match="web 20261123.100000 was revoked at .*: CVE-2026-0001 in the kernel"):
+        verify(target.to, "web", "20261123.100000", say=lambda *_: None)
+    assert verify(target.to, "web", say=lambda *_: None).rstrip("/").endswith("20261122.100000")  # newest offered
+    # An old copy of the catalog (still offering it) does not bring it back: the version's own signed notice.
+    catalog["versions"].insert(0, dict(catalog["versions"][0], version="20261123.100000"))
+    del catalog["revoked"]
+    stale = target.root / "web" / "metadata.json"
+    stale.write_text(json.dumps(catalog))
+    with pytest.raises(GoldenError, match="bad signature|was revoked"):
+        verify(target.to, "web", "20261123.100000", say=lambda *_: None)
+
+
+@pytest.mark.parametrize("version, reason, message", [
+    ("../../x", "why", "is not a golden version"), ("20261122.100000", "two\nlines", "--reason: expected one line"),
+    ("20261122.100000", " ", "--reason: expected one line"), ("20261124.100000", "why", "is not offered by"),
+])
+def test_revoke_refuses_bad_input(artifact, keys, tmp_path, version, reason, message):
+    from golden.publish.release import revoke
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    before = (repo / "web" / "metadata.json").read_text()
+    with pytest.raises(PublishError, match=message):
+        revoke(repo, "web", version, reason, say=lambda *_: None)
+    assert (repo / "web" / "metadata.json").read_text() == before
