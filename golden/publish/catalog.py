@@ -50,9 +50,9 @@ def new_catalog(manifest: dict) -> dict:
     return {"name": f"golden/{manifest['name']}", "description": manifest.get("description", ""), "versions": []}
 
 
-def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None = None) -> tuple[dict, list[str]]:
+def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None = None) -> tuple[dict, list[dict]]:
     """The catalog with manifest's version added (replacing an entry of the same
-    version), newest first, cut to `keep` versions; and the versions cut."""
+    version), newest first, cut to `keep` versions; and the entries cut."""
     catalog_versions(catalog, "the catalog")
     entry = {"version": manifest["version"],
              "providers": [{"name": "libvirt", "url": box_url, "checksum_type": "sha256",
@@ -60,7 +60,7 @@ def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None =
     versions = [v for v in catalog["versions"] if v["version"] != manifest["version"]] + [entry]
     versions.sort(key=lambda v: version_key(v["version"]), reverse=True)
     kept = versions[:keep] if keep else versions
-    return dict(catalog, versions=kept), [v["version"] for v in versions[len(kept):]]
+    return dict(catalog, versions=kept), versions[len(kept):]
 
 
 def write_local_catalog(image_dir: Path) -> Path | None:

@@ -17,8 +17,10 @@ their checksums, and a version already published with different content.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -95,27 +97,47 @@ def _read_catalog(repo, name: str) -> dict | None:
 
 
 def publish(artifact: Path, target, force: bool = False, keep: int | None = None, say=print) -> str:
-    """Publishes a tested artifact; returns the URL of its version directory."""
+    """Publishes a tested artifact; returns the URL of its release directory.
+    A version replaced with --force goes to a new directory; the catalog then
+    points there, and only then are the old files removed: at every moment
+    the catalog points at complete files."""
     manifest = check_publishable(artifact)  # never bypassed, not even by force
     key = signing_key()
     repo = open_repository(target)
     name, version = manifest["name"], manifest["version"]
-    final = f"{name}/{version}/"
     with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-publish-") as scratch:
         sums = _check_sums(artifact, manifest, f"{name} {version}")  # again, under the lock
-        theirs = repo.read(final + "SHA256SUMS")
+        catalog = _read_catalog(repo, name) or new_catalog(manifest)
+        current = next((release_dir(repo, name, e) for e in catalog["versions"] if e["version"] == version), None)
+        theirs = repo.read(f"{name}/{current}/SHA256SUMS") if current else None
         if theirs is not None and theirs != sums and not force:
             raise PublishError(f"{name} {version} is already published with different content "
-                               f"({repo.url(final)}); use --force to replace it")
-        catalog = _read_catalog(repo, name) or new_catalog(manifest)
-        uploads, expected = _release_files(artifact, manifest, sums, key, Path(scratch))
-        _upload_version(repo, uploads, expected, final, say)
+                               f"({repo.url(f'{name}/{current}/')}); use --force to replace it")
+        directory = version if current is None else current if theirs == sums else \
+            f"{version}-{hashlib.sha256(sums).hexdigest()[:12]}"
+        final = f"{name}/{directory}/"
+        if directory != current:
+            uploads, expected = _release_files(artifact, manifest, sums, key, Path(scratch))
+            _upload_version(repo, uploads, expected, final, say)
         catalog, dropped = with_version(catalog, manifest, repo.url(final + box_file(manifest)["name"]), keep)
         _write_catalog(repo, name, catalog, key, Path(scratch))
-        for old in dropped:
+        for old in [current] * (current not in (None, directory)) + [release_dir(repo, name, e) for e in dropped]:
             repo.delete(f"{name}/{old}/")
     say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
     return repo.url(final)
+
+
+def release_dir(repo, name: str, entry: dict) -> str:
+    """The directory a catalog entry's box is in: its version, or its version
+    and a content digest after a --force replacement. Anything else is refused."""
+    version = entry["version"]
+    url = ((entry.get("providers") or [{}])[0]).get("url", "")
+    prefix, box = repo.url(name).rstrip("/") + "/", f"/{name}-{version}.libvirt.box"
+    directory = url[len(prefix):-len(box)] if url.startswith(prefix) and url.endswith(box) else ""
+    if not re.match(rf"^{re.escape(version)}(-[0-9a-f]{{12}})?$", directory):
+        raise PublishError(f"{repo.url(name + '/metadata.json')}: the entry of {version} points outside its "
+                           f"release directory ({url!r})")
+    return directory
 
 
 def _release_files(artifact: Path, manifest: dict, sums: bytes, key: Path, scratch: Path):
@@ -185,21 +207,24 @@ def revoke(target, name: str, version: str, reason: str, say=print) -> None:
         catalog = _read_catalog(repo, name)
         if catalog is None or version not in catalog_versions(catalog, repo.url(name + "/metadata.json")):
             raise PublishError(f"{name} {version} is not offered by {repo.url(name + '/metadata.json')}")
+        where = f"{name}/{release_dir(repo, name, next(e for e in catalog['versions'] if e['version'] == version))}/"
         notice = {"image": name, "version": version, "reason": reason.strip(),
                   "revoked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         document = (json.dumps(notice, indent=2, sort_keys=True) + "\n").encode()
         for file_name, data in ((REVOCATION, document), (REVOCATION + ".sig", sign_bytes(document, key, "revocation"))):
             (Path(scratch) / file_name).write_bytes(data)
-            repo.upload(Path(scratch) / file_name, f"{name}/{version}/{file_name}")
+            repo.upload(Path(scratch) / file_name, where + file_name)
         catalog = dict(catalog, versions=[v for v in catalog["versions"] if v["version"] != version],
                        revoked=[r for r in catalog.get("revoked", []) if r.get("version") != version] + [notice])
         _write_catalog(repo, name, catalog, key, Path(scratch))
     say(f"{name} {version}: revoked ({reason.strip()}); the catalog no longer offers it")
 
 
-def _check_not_revoked(repo, catalog: dict, where: str, signers: Path, name: str, version: str) -> None:
+def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, name: str, version: str) -> None:
+    """Refused when the catalog's revoked list names the version, or (an old
+    catalog still offering it) the version's own signed notice does."""
     notice = next((r for r in catalog.get("revoked", []) if r.get("version") == version), None)
-    document, sig = repo.read(where + REVOCATION), repo.read(where + REVOCATION + ".sig")
+    document, sig = (repo.read(where + REVOCATION), repo.read(where + REVOCATION + ".sig")) if where else (None, None)
     if notice is None and document is not None and sig is not None:
         verify_bytes(document, sig, "revocation", signers, repo.url(where + REVOCATION))
         notice = json.loads(document)
@@ -226,14 +251,14 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
     if version is None and not versions:
         raise PublishError(f"{catalog_url}: no published versions")
     version = version or max(versions, key=version_key)
-    where = f"{name}/{version}/"
-    if VERSION_RE.match(version):
-        _check_not_revoked(repo, catalog, where, signers, name, version)
+    _check_not_revoked(repo, catalog, None, signers, name, version)
     if version not in versions:
         raise PublishError(f"{name} {version} is not in the catalog (published: {', '.join(versions)})")
+    entry = next(v for v in catalog["versions"] if v["version"] == version)
+    where = f"{name}/{release_dir(repo, name, entry)}/"
+    _check_not_revoked(repo, catalog, where, signers, name, version)
     statement = _verified_statement(repo, where, signers, name, version)
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
-    entry = next(v for v in catalog["versions"] if v["version"] == version)
     box = f"{name}-{version}.libvirt.box"
     provider = (entry.get("providers") or [{}])[0]
     if (provider.get("url"), provider.get("checksum")) != (repo.url(where + box), subjects.get(box)):
@@ -265,7 +290,7 @@ def _verified_statement(repo, where: str, signers: Path, name: str, version: str
 def _check_published_sums(repo, where: str, signers: Path, manifest: dict, what: str) -> None:
     """manifest.json (already checked against the statement) names this
     release; SHA256SUMS, for OpenSSH-only users, says the same and is signed."""
-    if (manifest.get("name"), manifest.get("version")) != tuple(where.rstrip("/").split("/")):
+    if f"{manifest.get('name')} {manifest.get('version')}" != what:
         raise PublishError(f"{what}: manifest.json is of another release")
     sums, sig = repo.read(where + "SHA256SUMS"), repo.read(where + "SHA256SUMS.sig")
     if sums != sha256sums_text(manifest["files"]).encode() or sig is None:

@@ -206,9 +206,12 @@ def test_same_version_with_other_content_is_refused(artifact, keys, target, tmp_
     other = artifact(disk_mb=32)
     with pytest.raises(PublishError, match="already published with different content"):
         publish(other, target.to, say=lambda *_: None)
-    publish(other, target.to, force=True, say=lambda *_: None)  # --force replaces a tested image
-    assert (target.root / "web/20261122.100000/SHA256SUMS").read_text() == (other / "SHA256SUMS").read_text()
-    verify(target.to, "web", say=lambda *_: None)
+    url = publish(other, target.to, force=True, say=lambda *_: None)  # --force replaces a tested image
+    # In a directory of its own, which the catalog now points at; the old one is gone.
+    (new,) = [d for d in (target.root / "web").iterdir() if d.name.startswith("20261122.100000")]
+    assert new.name.startswith("20261122.100000-") and url.rstrip("/").endswith(new.name)
+    assert (new / "SHA256SUMS").read_text() == (other / "SHA256SUMS").read_text()
+    assert verify(target.to, "web", say=lambda *_: None) == url
 
 
 def test_keep_prunes_old_versions(artifact, keys, target):
@@ -510,3 +513,23 @@ def test_revoke_refuses_bad_input(artifact, keys, tmp_path, version, reason, mes
     with pytest.raises(PublishError, match=message):
         revoke(repo, "web", version, reason, say=lambda *_: None)
     assert (repo / "web" / "metadata.json").read_text() == before
+
+
+def test_a_crash_in_the_middle_of_force_leaves_the_catalog_valid_and_complete(artifact, keys, target, tmp_path):
+    publish(artifact(), target.to, say=lambda *_: None)
+    before = (target.root / "web" / "metadata.json").read_text()
+    (tmp_path / "artifacts").rename(tmp_path / "artifacts-1")
+    big = artifact(disk_mb=400)  # the same version, other content
+    code = ("import sys; from pathlib import Path; from golden.publish.release import publish; "
+            f"publish(Path({str(big)!r}), {target.to!r}, force=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while not list((target.root / "web").glob(".20261122.100000-*.tmp-*/*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "publish finished before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (target.root / "web" / "metadata.json").read_text() == before
+    verify(target.to, "web", say=lambda *_: None)  # the old release, whole and signed
+    publish(big, target.to, force=True, say=lambda *_: None)  # and the replacement goes through afterwards
+    assert verify(target.to, "web", say=lambda *_: None).rstrip("/").split("/")[-1].startswith("20261122.100000-")
