@@ -263,6 +263,11 @@ def test_real_vagrant_adds_from_catalog_and_sees_newer_version(artifact, keys, t
     publish(artifact(version="20261122.110000"), target.to, say=lambda *_: None)
     outdated = subprocess.run(["vagrant", "box", "outdated", "--global"], capture_output=True, text=True, env=env)
     assert "golden/web" in outdated.stdout and "20261122.110000" in outdated.stdout, outdated.stdout
+    # Revoked, the newer version is no longer offered to Vagrant.
+    from golden.publish.release import revoke
+    revoke(target.to, "web", "20261122.110000", "bad kernel", say=lambda *_: None)
+    outdated = subprocess.run(["vagrant", "box", "outdated", "--global"], capture_output=True, text=True, env=env)
+    assert "20261122.110000" not in outdated.stdout and "golden/web" in outdated.stdout, outdated.stdout
 
 
 def test_http_publish_needs_credentials_and_never_shows_them(artifact, keys, nginx, monkeypatch):
