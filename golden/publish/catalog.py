@@ -15,7 +15,7 @@ from golden.build.manifest import read_manifest
 from golden.errors import GoldenError
 
 CATALOG = "metadata.json"
-VERSION_RE = re.compile(r"^[0-9]{8}\.[0-9]{6}$")  # golden's own: build time, YYYYMMDD.HHMMSS
+VERSION_RE = re.compile(r"[0-9]{8}\.[0-9]{6}")  # golden's own: build time, YYYYMMDD.HHMMSS (fullmatch)
 
 
 class CatalogError(GoldenError):
@@ -31,10 +31,16 @@ def catalog_versions(catalog: dict, where: str) -> list[str]:
     found = []
     for i, entry in enumerate(versions):
         version = entry.get("version") if isinstance(entry, dict) else None
-        if not isinstance(version, str) or not VERSION_RE.match(version):
+        if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
             raise CatalogError(f"{where}: versions[{i}].version: {version!r} is not a golden version "
                                "(YYYYMMDD.HHMMSS): refusing the catalog")
+        providers = entry.get("providers")
+        if not isinstance(providers, list) or not providers or not all(isinstance(p, dict) for p in providers):
+            raise CatalogError(f"{where}: versions[{i}].providers: expected a list of providers")
         found.append(version)
+    if not isinstance(catalog.get("revoked", []), list) or \
+            not all(isinstance(r, dict) for r in catalog.get("revoked", [])):
+        raise CatalogError(f"{where}: revoked: expected a list of notices")
     return found
 
 
@@ -60,6 +66,9 @@ def with_version(catalog: dict, manifest: dict, box_url: str, keep: int | None =
     versions = [v for v in catalog["versions"] if v["version"] != manifest["version"]] + [entry]
     versions.sort(key=lambda v: version_key(v["version"]), reverse=True)
     kept = versions[:keep] if keep else versions
+    if entry not in kept:
+        raise CatalogError(f"--keep {keep} would drop {manifest['version']}, the version being published "
+                           "(newer ones exist)")
     return dict(catalog, versions=kept), versions[len(kept):]
 
 

@@ -34,7 +34,7 @@ from golden.publish.catalog import (CATALOG, VERSION_RE, box_file, catalog_versi
                                     with_version)
 from golden.publish.repository import open_repository
 from golden.publish.statement import (SIGNER_IDENTITY, STATEMENT, canonical, make_statement, sign_bytes,
-                                      statement_bytes, verify_bytes)
+                                      statement_bytes, strict_json, verify_bytes)
 
 REVOCATION = "revocation.json"
 CATALOG_SIGNATURE = "golden_signature"  # a key of the catalog itself: catalog and signature change at once
@@ -54,9 +54,10 @@ def signing_key() -> Path:
     return path
 
 
-def check_publishable(artifact: Path) -> dict:
-    """The gate: a passing test verdict and untouched files, or PublishError."""
-    manifest_path = artifact / "manifest.json"
+def check_publishable(artifact: Path, manifest_path: Path | None = None) -> dict:
+    """The gate: a passing test verdict and untouched files, or PublishError.
+    manifest_path: a copy of the artifact's manifest.json (the one published)."""
+    manifest_path = manifest_path or artifact / "manifest.json"
     if not manifest_path.is_file():
         raise PublishError(f"{artifact}: no manifest.json: not a built artifact")
     manifest = read_manifest(manifest_path)
@@ -84,15 +85,24 @@ def _check_sums(artifact: Path, manifest: dict, where: str) -> bytes:
     return sums
 
 
-def _read_catalog(repo, name: str) -> dict | None:
+def _read_catalog(repo, name: str, signers: Path) -> dict | None:
+    """The repository's catalog, None when there is none. Refused unless the
+    allowed signer signed it, and unless every version and release directory
+    in it is golden's own: publish, revoke and verify act on nothing else."""
+    url = repo.url(name + "/metadata.json")
     raw = repo.read(f"{name}/metadata.json")
     if raw is None:
         return None
-    try:
-        catalog = json.loads(raw)
-    except ValueError:
-        raise PublishError(f"{repo.url(name + '/metadata.json')}: the catalog is not valid JSON") from None
-    catalog_versions(catalog, repo.url(name + "/metadata.json"))  # before any version is used
+    catalog = strict_json(raw, url)
+    signature = catalog.get(CATALOG_SIGNATURE)
+    if not isinstance(signature, str):
+        raise PublishError(f"{url}: the catalog is not signed (an older golden's? move it away to start anew)")
+    verify_bytes(canonical(catalog, CATALOG_SIGNATURE), signature.encode(), "catalog", signers, url)
+    versions = catalog_versions(catalog, url)  # before any version is used
+    if len(set(versions)) != len(versions):
+        raise PublishError(f"{url}: a version is listed twice")
+    for entry in catalog["versions"]:
+        release_dir(repo, name, entry)
     return catalog
 
 
@@ -101,30 +111,45 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
     A version replaced with --force goes to a new directory; the catalog then
     points there, and only then are the old files removed: at every moment
     the catalog points at complete files."""
-    manifest = check_publishable(artifact)  # never bypassed, not even by force
-    key = signing_key()
+    manifest = check_publishable(artifact)  # fails fast; checked again under the lock
+    key, signers = signing_key(), _default_allowed_signers()
     repo = open_repository(target)
     name, version = manifest["name"], manifest["version"]
     with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-publish-") as scratch:
-        sums = _check_sums(artifact, manifest, f"{name} {version}")  # again, under the lock
-        catalog = _read_catalog(repo, name) or new_catalog(manifest)
+        shutil.copyfile(artifact / "manifest.json", Path(scratch) / "manifest.json")  # the bytes published
+        manifest = check_publishable(artifact, Path(scratch) / "manifest.json")
+        sums = _check_sums(artifact, manifest, f"{name} {version}")
+        catalog = _read_catalog(repo, name, signers) or new_catalog(manifest)
+        if any(r.get("version") == version for r in catalog.get("revoked", [])):
+            raise PublishError(f"{name} {version} was revoked: publish the image under a new version")
         current = next((release_dir(repo, name, e) for e in catalog["versions"] if e["version"] == version), None)
-        theirs = repo.read(f"{name}/{current}/SHA256SUMS") if current else None
-        if theirs is not None and theirs != sums and not force:
-            raise PublishError(f"{name} {version} is already published with different content "
-                               f"({repo.url(f'{name}/{current}/')}); use --force to replace it")
-        directory = version if current is None else current if theirs == sums else \
-            f"{version}-{hashlib.sha256(sums).hexdigest()[:12]}"
+        directory = _release_directory(repo, name, version, current, sums, force)
         final = f"{name}/{directory}/"
         if directory != current:
             uploads, expected = _release_files(artifact, manifest, sums, key, Path(scratch))
             _upload_version(repo, uploads, expected, final, say)
         catalog, dropped = with_version(catalog, manifest, repo.url(final + box_file(manifest)["name"]), keep)
+        stale = [release_dir(repo, name, e) for e in dropped] + ([current] if current not in (None, directory) else [])
         _write_catalog(repo, name, catalog, key, Path(scratch))
-        for old in [current] * (current not in (None, directory)) + [release_dir(repo, name, e) for e in dropped]:
+        for old in stale:
             repo.delete(f"{name}/{old}/")
     say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
     return repo.url(final)
+
+
+def _release_directory(repo, name: str, version: str, current: str | None, sums: bytes, force: bool) -> str:
+    """Where this release goes: <version>/ the first time; the current
+    directory again when it holds exactly this release (signed); with --force,
+    a new <version>-<digest>/ beside the current one."""
+    if current is None:
+        return version
+    theirs = repo.read(f"{name}/{current}/SHA256SUMS")
+    if theirs == sums and repo.read(f"{name}/{current}/{STATEMENT}.sig") is not None:
+        return current
+    if not force:
+        raise PublishError(f"{name} {version} is already published with different content "
+                           f"({repo.url(f'{name}/{current}/')}); use --force to replace it")
+    return f"{version}-{hashlib.sha256(sums).hexdigest()[:12]}"
 
 
 def release_dir(repo, name: str, entry: dict) -> str:
@@ -134,7 +159,7 @@ def release_dir(repo, name: str, entry: dict) -> str:
     url = ((entry.get("providers") or [{}])[0]).get("url", "")
     prefix, box = repo.url(name).rstrip("/") + "/", f"/{name}-{version}.libvirt.box"
     directory = url[len(prefix):-len(box)] if url.startswith(prefix) and url.endswith(box) else ""
-    if not re.match(rf"^{re.escape(version)}(-[0-9a-f]{{12}})?$", directory):
+    if not re.fullmatch(rf"{re.escape(version)}(-[0-9a-f]{{12}})?", directory):
         raise PublishError(f"{repo.url(name + '/metadata.json')}: the entry of {version} points outside its "
                            f"release directory ({url!r})")
     return directory
@@ -144,8 +169,8 @@ def _release_files(artifact: Path, manifest: dict, sums: bytes, key: Path, scrat
     """What goes into the version directory, as (local file, remote name), and
     the sha256 each must have on the way. manifest.json and the reports are
     copied first, so that the bytes hashed into the statement are the bytes sent."""
-    copies = {}
-    for name in ["manifest.json"] + manifest["test"].get("reports", []):
+    copies = {"manifest.json": scratch / "manifest.json"}  # copied when the gate ran on it
+    for name in manifest["test"].get("reports", []):
         if not (artifact / name).is_file():
             raise PublishError(f"{manifest['name']} {manifest['version']}: {name}, a report of its test, is missing")
         copies[name] = scratch / name
@@ -197,14 +222,14 @@ def revoke(target, name: str, version: str, reason: str, say=print) -> None:
     """Withdraws a published version: a signed revocation.json in its
     directory, and the signed catalog no longer offers it (its `revoked` list
     says why). The files stay, so what was revoked can still be examined."""
-    if not VERSION_RE.match(version):
+    if not VERSION_RE.fullmatch(version):
         raise PublishError(f"--version: {version!r} is not a golden version (YYYYMMDD.HHMMSS)")
     if not reason.strip() or len(reason) > 300 or any(ord(c) < 32 for c in reason):
         raise PublishError("--reason: expected one line of text (at most 300 characters)")
-    key = signing_key()
+    key, signers = signing_key(), _default_allowed_signers()
     repo = open_repository(target)
     with repo.lock(name), tempfile.TemporaryDirectory(prefix="golden-revoke-") as scratch:
-        catalog = _read_catalog(repo, name)
+        catalog = _read_catalog(repo, name, signers)
         if catalog is None or version not in catalog_versions(catalog, repo.url(name + "/metadata.json")):
             raise PublishError(f"{name} {version} is not offered by {repo.url(name + '/metadata.json')}")
         where = f"{name}/{release_dir(repo, name, next(e for e in catalog['versions'] if e['version'] == version))}/"
@@ -227,7 +252,7 @@ def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, na
     document, sig = (repo.read(where + REVOCATION), repo.read(where + REVOCATION + ".sig")) if where else (None, None)
     if notice is None and document is not None and sig is not None:
         verify_bytes(document, sig, "revocation", signers, repo.url(where + REVOCATION))
-        notice = json.loads(document)
+        notice = strict_json(document, repo.url(where + REVOCATION))
     if notice is not None:
         raise PublishError(f"{name} {version} was revoked at {notice.get('revoked_at')}: {notice.get('reason')}")
 
@@ -239,14 +264,10 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
     passed), every file against it, manifest.json and SHA256SUMS."""
     repo = open_repository(source)
     catalog_url = repo.url(name + "/metadata.json")
-    catalog = _read_catalog(repo, name)
-    if catalog is None:
+    if repo.read(f"{name}/metadata.json") is None:
         raise PublishError(f"no catalog for {name!r} at {catalog_url}")
     signers = allowed_signers or _default_allowed_signers()
-    signature = catalog.get(CATALOG_SIGNATURE)
-    if not isinstance(signature, str):
-        raise PublishError(f"{catalog_url}: the catalog is not signed")
-    verify_bytes(canonical(catalog, CATALOG_SIGNATURE), signature.encode(), "catalog", signers, catalog_url)
+    catalog = _read_catalog(repo, name, signers)
     versions = catalog_versions(catalog, catalog_url)
     if version is None and not versions:
         raise PublishError(f"{catalog_url}: no published versions")
@@ -260,6 +281,8 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
     statement = _verified_statement(repo, where, signers, name, version)
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     box = f"{name}-{version}.libvirt.box"
+    if not {box, f"{name}-{version}.qcow2", "manifest.json"} <= set(subjects):
+        raise PublishError(f"{name} {version}: the signed statement does not cover the box, qcow2 and manifest")
     provider = (entry.get("providers") or [{}])[0]
     if (provider.get("url"), provider.get("checksum")) != (repo.url(where + box), subjects.get(box)):
         raise PublishError(f"{catalog_url}: the entry of {version} does not point at the signed box "
@@ -268,7 +291,8 @@ def verify(source, name: str, version: str | None = None, allowed_signers: Path 
            if (got := repo.sha256(where + n)) != digest]
     if bad:
         raise PublishError(f"{name} {version}: checksum mismatch: {'; '.join(bad)}")
-    _check_published_sums(repo, where, signers, json.loads(repo.read(where + "manifest.json")), f"{name} {version}")
+    manifest = strict_json(repo.read(where + "manifest.json"), repo.url(where + "manifest.json"))
+    _check_published_sums(repo, where, signers, manifest, f"{name} {version}")
     say(f"{name} {version}: signed statement, catalog and checksums OK")
     return repo.url(where)
 
@@ -278,13 +302,14 @@ def _verified_statement(repo, where: str, signers: Path, name: str, version: str
     if statement is None or sig is None:
         raise PublishError(f"{name} {version}: no signed release statement at {repo.url(where + STATEMENT)}")
     verify_bytes(statement, sig, "release", signers, repo.url(where + STATEMENT))
-    predicate = json.loads(statement)["predicate"]
+    statement = strict_json(statement, repo.url(where + STATEMENT))
+    predicate = statement.get("predicate") or {}
     if (predicate.get("image"), predicate.get("version")) != (name, version):
         raise PublishError(f"{name} {version}: the signed statement is for {predicate.get('image')} "
                            f"{predicate.get('version')}: files copied from another release")
     if not predicate.get("test", {}).get("passed"):
         raise PublishError(f"{name} {version}: the signed statement does not say its test passed")
-    return json.loads(statement)
+    return statement
 
 
 def _check_published_sums(repo, where: str, signers: Path, manifest: dict, what: str) -> None:

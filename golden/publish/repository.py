@@ -29,7 +29,7 @@ class RepositoryError(GoldenError):
     pass
 
 
-SEGMENT_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._+-]+$")  # not "." or ".."
+SEGMENT_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._+-]+")  # fullmatch; not "." or ".."
 
 
 def safe_rel(rel: str) -> str:
@@ -37,7 +37,7 @@ def safe_rel(rel: str) -> str:
     of plain characters, none of them '.', '..' or empty; else RepositoryError.
     Every path golden reads, writes or deletes goes through here."""
     segments = rel[:-1].split("/") if rel.endswith("/") else rel.split("/")
-    if not all(SEGMENT_RE.match(segment) for segment in segments):
+    if not all(SEGMENT_RE.fullmatch(segment) for segment in segments):
         raise RepositoryError(f"refused repository path {rel!r}: it would leave the repository")
     return rel
 
@@ -106,7 +106,11 @@ class DirectoryRepository:
     def lock(self, rel: str):
         path = self._path(rel)
         path.mkdir(parents=True, exist_ok=True)
-        with (path / ".publish.lock").open("w") as f:
+        try:  # never through a symlink planted in the repository
+            fd = os.open(path / ".publish.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise RepositoryError(f"{path / '.publish.lock'}: cannot open the lock: {exc.strerror}") from None
+        with os.fdopen(fd, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel even after kill -9
             yield
 

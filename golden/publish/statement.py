@@ -47,6 +47,23 @@ def make_statement(manifest: dict, subjects: dict[str, str], manifest_sha256: st
     }
 
 
+def strict_json(raw: bytes | None, where: str) -> dict:
+    """A JSON object, refused when invalid or when a key repeats (parsers
+    disagree on which one wins: what is verified must be what is used)."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise SignatureError(f"{where}: a key appears twice")
+        return dict(pairs)
+    try:
+        data = json.loads(raw or b"", object_pairs_hook=no_duplicates)
+    except ValueError:
+        raise SignatureError(f"{where}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SignatureError(f"{where}: expected a JSON object")
+    return data
+
+
 def statement_bytes(statement: dict) -> bytes:
     return (json.dumps(statement, indent=2, sort_keys=True) + "\n").encode()
 
@@ -77,4 +94,4 @@ def verify_bytes(data: bytes, signature: bytes, kind: str, allowed_signers: Path
                                "-n", NAMESPACES[kind], "-s", str(sig)], input=data, capture_output=True)
     if proc.returncode != 0:
         why = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        raise SignatureError(f"{what}: bad signature ({why[-1] if why else 'ssh-keygen refused it'})")
+        raise SignatureError(f"{what}: bad signature ({why[0] if why else 'ssh-keygen refused it'})")

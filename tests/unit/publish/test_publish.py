@@ -299,6 +299,13 @@ def test_http_publish_waits_for_the_lock_and_names_it(artifact, keys, nginx, mon
     assert not (nginx.root / "web" / ".publish.lock").exists()  # released after publishing
 
 
+def _resign(catalog_path, key):
+    from golden.publish.statement import canonical, sign_bytes
+    catalog = json.loads(catalog_path.read_text())
+    catalog["golden_signature"] = sign_bytes(canonical(catalog, "golden_signature"), key, "catalog").decode()
+    catalog_path.write_text(json.dumps(catalog))
+
+
 # Safe repository operations (issue 15): what an attacker with write access to
 # the repository, or a tampered artifact directory, tries.
 
@@ -311,8 +318,12 @@ def test_a_traversal_version_in_the_catalog_is_refused_before_any_use(artifact, 
     catalog = json.loads(catalog_path.read_text())
     catalog["versions"].append(dict(catalog["versions"][0], version="../../victim"))
     catalog_path.write_text(json.dumps(catalog))
+    newer = artifact(version="20261123.100000")
+    with pytest.raises(GoldenError, match="metadata.json: bad signature"):  # by someone without the key
+        publish(newer, target.to, keep=1, say=lambda *_: None)
+    _resign(catalog_path, keys)  # even signed (a broken tool, a stolen key): checked before any use
     with pytest.raises(GoldenError, match=r"versions\[1\]\.version: '../../victim' is not a golden version"):
-        publish(artifact(version="20261123.100000"), target.to, keep=1, say=lambda *_: None)
+        publish(newer, target.to, keep=1, say=lambda *_: None)
     with pytest.raises(GoldenError, match="is not a golden version"):
         verify(target.to, "web", say=lambda *_: None)
     assert (victim / "precious").read_text() == "keep me"
@@ -320,7 +331,7 @@ def test_a_traversal_version_in_the_catalog_is_refused_before_any_use(artifact, 
 
 
 @pytest.mark.parametrize("rel", ["../x", "web/../../x", "/etc/passwd", "web//x", "web/./x", "web/..", "",
-                                 "web/x\ny", "web\\..\\x"])
+                                 "web/x\ny", "web/x\n", "web\\..\\x"])
 def test_repository_paths_never_leave_the_root(tmp_path, rel):
     with pytest.raises(RepositoryError, match="it would leave the repository"):
         safe_rel(rel)
@@ -363,7 +374,7 @@ def test_sha256sums_other_than_the_tested_checksums_is_refused(artifact, keys, t
 
 
 def test_a_file_changed_after_the_gate_is_not_published(artifact, keys, tmp_path):
-    """The gate hashed the files; the upload hashes the bytes it sends."""
+    """The gate runs again under the lock (and the upload hashes the bytes it sends)."""
     import fcntl
     import threading
     a, repo = artifact(), tmp_path / "repo"
@@ -378,7 +389,7 @@ def test_a_file_changed_after_the_gate_is_not_published(artifact, keys, tmp_path
             f.seek(0)
             f.write(b"X")  # same size, other bytes
     thread.join(60)
-    assert errors and "web-20261122.100000.qcow2 changed while publishing: not published" in errors[0]
+    assert errors and "web-20261122.100000.qcow2 does not match the checksum it was tested with" in errors[0]
     assert sorted(p.name for p in (repo / "web").iterdir()) == [".publish.lock"]
 
 
@@ -490,6 +501,7 @@ def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_
     from golden.publish.release import revoke
     publish(artifact(), target.to, say=lambda *_: None)
     publish(artifact(version="20261123.100000"), target.to, say=lambda *_: None)
+    signed_before = (target.root / "web" / "metadata.json").read_bytes()
     revoke(target.to, "web", "20261123.100000", "CVE-2026-0001 in the kernel", say=lambda *_: None)
     catalog = json.loads((target.root / "web" / "metadata.json").read_text())
     assert [v["version"] for v in catalog["versions"]] == ["20261122.100000"]  # Vagrant no longer offers it
@@ -497,12 +509,11 @@ def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_
     with pytest.raises(PublishError, match="web 20261123.100000 was revoked at .*: CVE-2026-0001 in the kernel"):
         verify(target.to, "web", "20261123.100000", say=lambda *_: None)
     assert verify(target.to, "web", say=lambda *_: None).rstrip("/").endswith("20261122.100000")  # newest offered
-    # An old copy of the catalog (still offering it) does not bring it back: the version's own signed notice.
-    catalog["versions"].insert(0, dict(catalog["versions"][0], version="20261123.100000"))
-    del catalog["revoked"]
-    stale = target.root / "web" / "metadata.json"
-    stale.write_text(json.dumps(catalog))
-    with pytest.raises(GoldenError, match="bad signature|was revoked"):
+    with pytest.raises(PublishError, match="was revoked: publish the image under a new version"):
+        publish(tmp_path / "artifacts" / "web" / "20261123.100000", target.to, force=True, say=lambda *_: None)
+    # The old signed catalog served again (still offering it) does not bring it back: its own signed notice.
+    (target.root / "web" / "metadata.json").write_bytes(signed_before)
+    with pytest.raises(PublishError, match="web 20261123.100000 was revoked at .*: CVE-2026-0001"):
         verify(target.to, "web", "20261123.100000", say=lambda *_: None)
 
 
@@ -538,3 +549,42 @@ def test_a_crash_in_the_middle_of_force_leaves_the_catalog_valid_and_complete(ar
     verify(target.to, "web", say=lambda *_: None)  # the old release, whole and signed
     publish(big, target.to, force=True, say=lambda *_: None)  # and the replacement goes through afterwards
     assert verify(target.to, "web", say=lambda *_: None).rstrip("/").split("/")[-1].startswith("20261122.100000-")
+
+
+def test_publish_refuses_a_catalog_someone_else_wrote(artifact, keys, tmp_path):
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    catalog_path = repo / "web" / "metadata.json"
+    _edit_json(catalog_path, lambda c: c["versions"].insert(0, dict(c["versions"][0], version="20991231.000000")))
+    with pytest.raises(GoldenError, match="metadata.json: bad signature"):
+        publish(artifact(version="20261123.100000"), repo, keep=1, say=lambda *_: None)
+    assert (repo / "web" / "20261122.100000" / "release.json").is_file()  # nothing deleted
+
+
+def test_keep_never_drops_the_version_being_published(artifact, keys, tmp_path):
+    repo = tmp_path / "repo"
+    publish(artifact(version="20261123.100000"), repo, say=lambda *_: None)
+    with pytest.raises(GoldenError, match="--keep 1 would drop 20261122.100000, the version being published"):
+        publish(artifact(), repo, keep=1, say=lambda *_: None)
+    assert (repo / "web" / "20261123.100000" / "release.json").is_file()
+
+
+def test_a_lock_symlinked_out_of_the_repository_is_refused(artifact, keys, tmp_path):
+    repo, outside = tmp_path / "repo", tmp_path / "precious"
+    outside.write_text("keep me")
+    (repo / "web").mkdir(parents=True)
+    (repo / "web" / ".publish.lock").symlink_to(outside)
+    with pytest.raises(RepositoryError, match="cannot open the lock"):
+        publish(artifact(), repo, say=lambda *_: None)
+    assert outside.read_text() == "keep me"
+
+
+def test_a_catalog_with_a_repeated_key_is_refused(artifact, keys, tmp_path):
+    """Parsers disagree on which of two `versions` wins: golden takes neither."""
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    catalog_path = repo / "web" / "metadata.json"
+    text = catalog_path.read_text()
+    catalog_path.write_text(text.replace('{', '{"versions": [], ', 1))
+    with pytest.raises(GoldenError, match="metadata.json: a key appears twice"):
+        verify(repo, "web", say=lambda *_: None)
