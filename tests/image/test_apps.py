@@ -21,7 +21,8 @@ def test_quadlet_unit_is_system_level(host):
     text = unit.content_string
     assert "WantedBy=multi-user.target" in text and "Network=none" in text
     assert "EnvironmentFile=/etc/golden/credentials/probe.env" in text
-    assert host.service("probe").is_running
+    # It starts after the first boot has made the cluster and the credentials.
+    assert wait_until(lambda: host.service("probe").is_running, 180)
     assert host.check_output("systemctl show -P ControlGroup probe.service") == "/system.slice/probe.service"
 
 
