@@ -77,12 +77,10 @@ class DirectoryRepository:
         """Copies local to rel; returns the sha256 of the bytes written."""
         dest = self._path(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
         with Path(local).open("rb") as src, dest.open("wb") as out:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
-        return h.hexdigest()
+            body = _HashingReader(src)
+            shutil.copyfileobj(body, out, 1 << 20)
+        return body.sha256.hexdigest()
 
     def move(self, src: str, dest: str) -> None:
         """Replaces dest with src; a directory dest is removed first."""

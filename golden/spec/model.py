@@ -203,9 +203,13 @@ class Site:
     public_paths: list[str] = ruled(default_factory=list, **_PATH)  # skip forward auth
 
     @property
+    def _authority(self) -> str:
+        """The address without its scheme: host[:port]."""
+        return re.sub(r"^https?://", "", self.address)
+
+    @property
     def host(self) -> str:
-        rest = re.sub(r"^https?://", "", self.address)
-        return rest.rpartition(":")[0] if ":" in rest else rest
+        return self._authority.rpartition(":")[0] if ":" in self._authority else self._authority
 
     @property
     def plain_http(self) -> bool:
@@ -216,9 +220,8 @@ class Site:
 
     @property
     def port(self) -> int:
-        rest = re.sub(r"^https?://", "", self.address)
-        if ":" in rest:
-            return int(rest.rpartition(":")[2])
+        if ":" in self._authority:
+            return int(self._authority.rpartition(":")[2])
         return 80 if self.address.startswith("http://") else 443
 
 
