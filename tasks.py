@@ -91,6 +91,20 @@ def revoke(c, to, image, version, reason):
     _guard(lambda: revoke_published(to, image, version, reason))
 
 
+@task(help={"from_": "box repository: a directory or an http(s):// base URL", "image": "image name",
+            "version": "exit 1 unless this version is offered (e.g. the one your machines run)",
+            "json": "print the list as JSON"})
+def releases(c, from_, image, version=None, json=False):
+    """List a published image's versions from its signed catalog: offered or revoked (when, why)."""
+    from json import dumps
+    from golden.publish.release import list_releases, releases_text
+
+    listing = _guard(lambda: list_releases(from_, image))
+    print(dumps(listing, indent=2) if json else releases_text(listing))
+    if version and not any(r["version"] == version and r["state"] == "offered" for r in listing["releases"]):
+        raise Exit(f"{image} {version} is not offered by {listing['catalog']}", code=1)
+
+
 @task(help={"image": "image spec name (default: every image with artifacts)",
             "keep": "versions to keep per image (default 1: the newest)",
             "cache": "remove the whole stage cache ($GOLDEN_CACHE or ~/.cache/golden); "
@@ -191,5 +205,5 @@ def bench(c, image="infra"):
     _guard(run)
 
 
-ns = Collection(build, test, publish, verify, revoke, clean, lock, outdated, bench)
+ns = Collection(build, test, publish, verify, revoke, releases, clean, lock, outdated, bench)
 ns.add_collection(Collection("lab", up=lab_up, down=lab_down, ssh=lab_ssh))

@@ -3,7 +3,8 @@
 vagrant/lab.yaml declares the machines; vagrant/Vagrantfile reads it (when
 GOLDEN_BOX is not set) and takes each image's newest box from
 $GOLDEN_CATALOG/<image>/metadata.json: a published repository (URL or
-directory), by default the catalog of the tested local artifacts.
+directory; lab.up hands Vagrant the copy of its catalog it checked), by
+default the catalog of the tested local artifacts.
 
 When no libvirt daemon answers, lab.up starts one in the network namespace
 golden-lab and leaves it running for the lab; lab.down destroys the VMs,
@@ -77,11 +78,18 @@ def catalog_base(artifacts: Path) -> str:
     return settings.catalog() or str(artifacts)
 
 
-def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
-    if base == str(artifacts):
+def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> str:
+    """Checks each image's catalog and returns the catalog base Vagrant is to
+    use. A published catalog is read once, verified with its newest box when
+    GOLDEN_ALLOWED_SIGNERS is set, and copied into .lab/catalog/: Vagrant reads
+    exactly the bytes that were checked, and refuses a box whose checksum is
+    not the catalog's."""
+    local = base == str(artifacts)
+    if local:
         for image in {m.image for m in machines}:
             write_local_catalog(artifacts / image)
     repo = open_repository(base)
+    checked = {}
     for image in sorted({m.image for m in machines}):
         raw = repo.read(f"{image}/{CATALOG}")
         try:
@@ -89,12 +97,21 @@ def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> None:
         except (ValueError, AttributeError):
             raise LabError(f"{repo.url(image + '/' + CATALOG)}: not a valid box catalog") from None
         if not versions:
-            hint = "run ./inv test to build and validate it" if base == str(artifacts) else "publish it there"
+            hint = "run ./inv test to build and validate it" if local else "publish it there"
             raise LabError(f"no tested box of {image!r} in the catalog {repo.url(image + '/' + CATALOG)}: {hint}, "
                            f"or set GOLDEN_CATALOG to a published repository")
-        if base != str(artifacts) and settings.allowed_signers():
+        if not local and settings.allowed_signers():
             # The box Vagrant will take (the newest), checked against its signed statement first.
-            verify(base, image, allowed_signers=settings.allowed_signers(), say=lambda *_: None)
+            verify(base, image, allowed_signers=settings.allowed_signers(), say=lambda *_: None, catalog_raw=raw)
+        checked[image] = raw
+    if local:
+        return base
+    copy = STATE_DIR / "catalog"
+    shutil.rmtree(copy, ignore_errors=True)
+    for image, raw in checked.items():
+        (copy / image).mkdir(parents=True)
+        (copy / image / CATALOG).write_bytes(raw)
+    return str(copy)
 
 
 def _url(base: str) -> str:
@@ -112,9 +129,8 @@ def _vagrant_env(base: str, lab_file: Path) -> dict:
 
 def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
     machines = load_lab(lab_file)
-    base = catalog_base(artifacts)
-    check_catalogs(machines, base, artifacts)
     STATE_DIR.mkdir(exist_ok=True)
+    base = check_catalogs(machines, catalog_base(artifacts), artifacts)
     log = BuildLog(STATE_DIR / "lab.log", echo=echo)
     state = _read_state()
     if state and state["netns"] and not daemon_answers(LibvirtSession(state["netns"])):
@@ -125,9 +141,10 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
         session, pids = open_session(NETNS, STATE_DIR, log.say)
         state = {"netns": session.netns, "pids": pids}
     state["lab"] = str(Path(lab_file).resolve())  # lab.down and lab.ssh act on this lab
+    state["catalog"] = base
     (STATE_DIR / "state.json").write_text(json.dumps(state) + "\n")
     session = LibvirtSession(state["netns"])
-    with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(base)})"):
+    with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(catalog_base(artifacts))})"):
         try:
             log.run(session.wrap(["vagrant", "up", "--provider", "libvirt"]), cwd=VAGRANT_DIR,
                     env=_vagrant_env(base, lab_file))
@@ -141,6 +158,10 @@ def _lab_file(state: dict) -> Path:
     return Path(state.get("lab") or LAB_FILE)
 
 
+def _catalog(state: dict, artifacts: Path) -> str:
+    return state.get("catalog") or catalog_base(artifacts)
+
+
 def lab_down(artifacts: Path, echo=sys.stdout) -> None:
     state = _read_state()
     if state is None:
@@ -152,12 +173,13 @@ def lab_down(artifacts: Path, echo=sys.stdout) -> None:
         with log.stage("vagrant destroy"):
             if daemon_answers(session):
                 log.run(session.wrap(["vagrant", "destroy", "--force"]), cwd=VAGRANT_DIR,
-                        env=_vagrant_env(catalog_base(artifacts), _lab_file(state)))
+                        env=_vagrant_env(_catalog(state, artifacts), _lab_file(state)))
                 delete_volumes("golden-VAGRANTSLASH-", session, log)
     finally:
         if state["netns"]:
             stop_private_libvirt(state["netns"], state["pids"])
         shutil.rmtree(STATE_DIR / "vagrant", ignore_errors=True)
+        shutil.rmtree(STATE_DIR / "catalog", ignore_errors=True)
         (STATE_DIR / "state.json").unlink()
     log.say(f"lab down: VMs and box volumes removed"
             f"{', libvirt daemons stopped, namespace ' + NETNS + ' deleted' if state['netns'] else ''}")
@@ -169,4 +191,4 @@ def lab_ssh(machine: str, command: str | None, artifacts: Path) -> int:
         raise LabError("no lab is up: ./inv lab.up")
     args = ["vagrant", "ssh", machine] + (["-c", command] if command else [])
     return subprocess.run(LibvirtSession(state["netns"]).wrap(args), cwd=VAGRANT_DIR,
-                          env=_vagrant_env(catalog_base(artifacts), _lab_file(state))).returncode
+                          env=_vagrant_env(_catalog(state, artifacts), _lab_file(state))).returncode

@@ -20,6 +20,14 @@ def cache_dir() -> Path:
     return Path(_get("XDG_CACHE_HOME") or Path.home() / ".cache") / "golden"
 
 
+def state_dir() -> Path:
+    """$GOLDEN_STATE, or $XDG_STATE_HOME/golden, or ~/.local/state/golden:
+    what this machine has seen (e.g. the newest catalog serials)."""
+    if _get("GOLDEN_STATE"):
+        return Path(_get("GOLDEN_STATE"))
+    return Path(_get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "golden"
+
+
 def artifacts_dir() -> Path:
     return Path(_get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
 

@@ -6,16 +6,20 @@ provider (url, checksum_type sha256, checksum, architecture amd64).
 """
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import json
 import os
 import re
 from pathlib import Path
 
+from golden import settings
 from golden.build.manifest import read_manifest
 from golden.errors import GoldenError
 
 CATALOG = "metadata.json"
 VERSION_RE = re.compile(r"[0-9]{8}\.[0-9]{6}")  # golden's own: build time, YYYYMMDD.HHMMSS (fullmatch)
+SERIAL, SIGNED_AT = "golden_serial", "golden_signed_at"  # signed with the catalog; one more at every write
 
 
 class CatalogError(GoldenError):
@@ -38,10 +42,51 @@ def catalog_versions(catalog: dict, where: str) -> list[str]:
         if not isinstance(providers, list) or not providers or not all(isinstance(p, dict) for p in providers):
             raise CatalogError(f"{where}: versions[{i}].providers: expected a list of providers")
         found.append(version)
-    if not isinstance(catalog.get("revoked", []), list) or \
-            not all(isinstance(r, dict) for r in catalog.get("revoked", [])):
+    revoked = catalog.get("revoked", [])
+    if not isinstance(revoked, list) or not all(isinstance(r, dict) for r in revoked):
         raise CatalogError(f"{where}: revoked: expected a list of notices")
+    for i, notice in enumerate(revoked):
+        if not isinstance(notice.get("version"), str) or not VERSION_RE.fullmatch(notice["version"]):
+            raise CatalogError(f"{where}: revoked[{i}].version: {notice.get('version')!r} is not a golden version")
     return found
+
+
+def catalog_serial(catalog: dict, where: str) -> int:
+    """The catalog's serial (0 for a catalog written before golden had them)."""
+    serial = catalog.get(SERIAL, 0)
+    if type(serial) is not int or serial < 0:
+        raise CatalogError(f"{where}: {SERIAL}: expected a whole number, not {serial!r}")
+    return serial
+
+
+def remember_serial(url: str, catalog: dict) -> None:
+    """Refuses a signed catalog older than one this machine has already seen
+    at url (a rollback: an old catalog served again, to hide newer versions or
+    a revocation); otherwise records its serial in the state directory."""
+    path = settings.state_dir() / "catalog-serials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            seen = json.loads(path.read_text()) if path.is_file() else {}
+            before = seen.get(url, {}).get("serial", -1)
+        except (ValueError, AttributeError):
+            raise CatalogError(f"{path}: not valid JSON: move it away (the serials seen are lost)") from None
+        serial = catalog_serial(catalog, url)
+        if serial < before:
+            raise CatalogError(
+                f"{url}: serial {serial} (signed {catalog.get(SIGNED_AT, 'before serials')}) is older than "
+                f"serial {before}, seen here on {seen[url].get('seen_at')}: a rolled-back catalog. If the "
+                f"repository was restored on purpose, remove its entry from {path}")
+        if serial > before:
+            seen[url] = {"serial": serial, "seen_at": utc_now()}
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def box_file(manifest: dict) -> dict:

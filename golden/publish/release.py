@@ -16,7 +16,6 @@ their checksums, and a version already published with different content.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -30,7 +29,8 @@ from golden.build.cache import sha256_file
 from golden.build.manifest import read_manifest
 from golden.build.stages.package import sha256sums_text
 from golden.errors import GoldenError
-from golden.publish.catalog import (CATALOG, VERSION_RE, box_file, catalog_versions, new_catalog, version_key,
+from golden.publish.catalog import (CATALOG, SERIAL, SIGNED_AT, VERSION_RE, box_file, catalog_serial,
+                                    catalog_versions, new_catalog, remember_serial, utc_now, version_key,
                                     with_version)
 from golden.publish.repository import open_repository
 from golden.publish.statement import (SIGNER_IDENTITY, STATEMENT, canonical, make_statement, sign_bytes,
@@ -85,14 +85,16 @@ def _check_sums(artifact: Path, manifest: dict, where: str) -> bytes:
     return sums
 
 
-def _read_catalog(repo, name: str, signers: Path) -> dict | None:
-    """The repository's catalog, None when there is none. Refused unless the
-    allowed signer signed it, and unless every version and release directory
-    in it is golden's own: publish, revoke and verify act on nothing else."""
+def _read_catalog(repo, name: str, signers: Path | None, raw: bytes | None = None) -> dict | None:
+    """The repository's catalog (or raw, its bytes read before), None when
+    there is none. Refused unless the allowed signer signed it, unless every
+    version and release directory in it is golden's own, and when it is older
+    than one seen here before: publish, revoke and verify act on nothing else."""
     url = repo.url(name + "/metadata.json")
-    raw = repo.read(f"{name}/metadata.json")
+    raw = raw if raw is not None else repo.read(f"{name}/metadata.json")
     if raw is None:
         return None
+    signers = signers or _default_allowed_signers()
     catalog = strict_json(raw, url)
     signature = catalog.get(CATALOG_SIGNATURE)
     if not isinstance(signature, str):
@@ -103,6 +105,7 @@ def _read_catalog(repo, name: str, signers: Path) -> dict | None:
         raise PublishError(f"{url}: a version is listed twice")
     for entry in catalog["versions"]:
         release_dir(repo, name, entry)
+    remember_serial(url, catalog)
     return catalog
 
 
@@ -210,12 +213,15 @@ def _upload_version(repo, uploads: list[tuple[Path, str]], expected: dict[str, s
 
 def _write_catalog(repo, name: str, catalog: dict, key: Path, scratch: Path) -> None:
     catalog = dict(catalog)
+    catalog.pop(CATALOG_SIGNATURE, None)
+    catalog[SERIAL], catalog[SIGNED_AT] = catalog_serial(catalog, "the catalog") + 1, utc_now()
     catalog[CATALOG_SIGNATURE] = sign_bytes(canonical(catalog, CATALOG_SIGNATURE), key, "catalog").decode()
     catalog_file = scratch / CATALOG
     catalog_file.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
     tmp = f"{name}/.{CATALOG}.tmp-{os.getpid()}"
     repo.upload(catalog_file, tmp)
     repo.move(tmp, f"{name}/{CATALOG}")  # last: clients never see missing files
+    remember_serial(repo.url(f"{name}/{CATALOG}"), catalog)
 
 
 def revoke(target, name: str, version: str, reason: str, say=print) -> None:
@@ -234,7 +240,7 @@ def revoke(target, name: str, version: str, reason: str, say=print) -> None:
             raise PublishError(f"{name} {version} is not offered by {repo.url(name + '/metadata.json')}")
         where = f"{name}/{release_dir(repo, name, next(e for e in catalog['versions'] if e['version'] == version))}/"
         notice = {"image": name, "version": version, "reason": reason.strip(),
-                  "revoked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "revoked_at": utc_now()}
         document = (json.dumps(notice, indent=2, sort_keys=True) + "\n").encode()
         for file_name, data in ((REVOCATION, document), (REVOCATION + ".sig", sign_bytes(document, key, "revocation"))):
             (Path(scratch) / file_name).write_bytes(data)
@@ -243,6 +249,32 @@ def revoke(target, name: str, version: str, reason: str, say=print) -> None:
                        revoked=[r for r in catalog.get("revoked", []) if r.get("version") != version] + [notice])
         _write_catalog(repo, name, catalog, key, Path(scratch))
     say(f"{name} {version}: revoked ({reason.strip()}); the catalog no longer offers it")
+
+
+def list_releases(source, name: str, allowed_signers: Path | None = None) -> dict:
+    """What the signed catalog says of every version: offered (newest first,
+    with its release directory) or revoked (when and why). Nothing downloaded
+    but the catalog."""
+    repo = open_repository(source)
+    url = repo.url(f"{name}/{CATALOG}")
+    catalog = _read_catalog(repo, name, allowed_signers)
+    if catalog is None:
+        raise PublishError(f"no catalog for {name!r} at {url}")
+    rows = [{"version": e["version"], "state": "offered", "url": repo.url(f"{name}/{release_dir(repo, name, e)}/")}
+            for e in catalog["versions"]] + \
+           [{"version": r["version"], "state": "revoked", "revoked_at": r.get("revoked_at"), "reason": r.get("reason")}
+            for r in catalog.get("revoked", [])]
+    rows.sort(key=lambda r: version_key(r["version"]), reverse=True)
+    return {"catalog": url, "serial": catalog_serial(catalog, url), "signed_at": catalog.get(SIGNED_AT),
+            "releases": rows}
+
+
+def releases_text(listing: dict) -> str:
+    lines = [f"{listing['catalog']} (serial {listing['serial']}, signed {listing['signed_at'] or 'before serials'})"]
+    for r in listing["releases"]:
+        lines.append(f"  {r['version']}  offered  {r['url']}" if r["state"] == "offered" else
+                     f"  {r['version']}  REVOKED  {r['revoked_at']}: {r['reason']}")
+    return "\n".join(lines)
 
 
 def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, name: str, version: str) -> None:
@@ -258,16 +290,17 @@ def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, na
 
 
 def verify(source, name: str, version: str | None = None, allowed_signers: Path | None = None,
-           say=print) -> str:
-    """Checks a published version end to end: the catalog's signature and its
-    entry, the signed statement (for this name and version, tested and
-    passed), every file against it, manifest.json and SHA256SUMS."""
+           say=print, catalog_raw: bytes | None = None) -> str:
+    """Checks a published version end to end: the catalog's signature, serial
+    and entry, the signed statement (for this name and version, tested and
+    passed), every file against it, manifest.json and SHA256SUMS.
+    catalog_raw: the catalog's bytes as the caller read them (and will use)."""
     repo = open_repository(source)
     catalog_url = repo.url(name + "/metadata.json")
-    if repo.read(f"{name}/metadata.json") is None:
+    catalog = _read_catalog(repo, name, allowed_signers, catalog_raw)
+    if catalog is None:
         raise PublishError(f"no catalog for {name!r} at {catalog_url}")
     signers = allowed_signers or _default_allowed_signers()
-    catalog = _read_catalog(repo, name, signers)
     versions = catalog_versions(catalog, catalog_url)
     if version is None and not versions:
         raise PublishError(f"{catalog_url}: no published versions")

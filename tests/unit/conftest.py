@@ -21,6 +21,12 @@ disk:
 """
 
 
+@pytest.fixture(autouse=True)
+def own_state(tmp_path, monkeypatch):
+    """What a test's golden has seen (catalog serials) is its own, never the user's."""
+    monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def images_dir(tmp_path):
     d = tmp_path / "images"

@@ -497,7 +497,7 @@ def test_lab_up_verifies_boxes_from_a_catalog_when_signers_are_configured(artifa
         check_catalogs(machines, str(repo), tmp_path / "artifacts")
 
 
-def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_path):
+def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_path, monkeypatch):
     from golden.publish.release import revoke
     publish(artifact(), target.to, say=lambda *_: None)
     publish(artifact(version="20261123.100000"), target.to, say=lambda *_: None)
@@ -511,8 +511,12 @@ def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_
     assert verify(target.to, "web", say=lambda *_: None).rstrip("/").endswith("20261122.100000")  # newest offered
     with pytest.raises(PublishError, match="was revoked: publish the image under a new version"):
         publish(tmp_path / "artifacts" / "web" / "20261123.100000", target.to, force=True, say=lambda *_: None)
-    # The old signed catalog served again (still offering it) does not bring it back: its own signed notice.
+    # The old signed catalog served again (still offering it) does not bring it back: here its serial is
+    # older than the one seen; on a machine that never saw the newer one, the version's own signed notice.
     (target.root / "web" / "metadata.json").write_bytes(signed_before)
+    with pytest.raises(GoldenError, match="a rolled-back catalog"):
+        verify(target.to, "web", "20261123.100000", say=lambda *_: None)
+    monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "other-machine"))
     with pytest.raises(PublishError, match="web 20261123.100000 was revoked at .*: CVE-2026-0001"):
         verify(target.to, "web", "20261123.100000", say=lambda *_: None)
 
@@ -588,3 +592,109 @@ def test_a_catalog_with_a_repeated_key_is_refused(artifact, keys, tmp_path):
     catalog_path.write_text(text.replace('{', '{"versions": [], ', 1))
     with pytest.raises(GoldenError, match="metadata.json: a key appears twice"):
         verify(repo, "web", say=lambda *_: None)
+
+
+def test_a_rolled_back_catalog_is_refused(artifact, keys, target, tmp_path, monkeypatch):
+    """An older signed catalog served again, with its old files, would hide a
+    newer version or a revocation: its serial is lower than one seen here."""
+    from golden.publish.release import revoke
+    catalog = target.root / "web" / "metadata.json"
+    publish(artifact(), target.to, say=lambda *_: None)
+    first = catalog.read_bytes()
+    publish(artifact(version="20261123.100000"), target.to, say=lambda *_: None)
+    before_revocation = catalog.read_bytes()
+    revoke(target.to, "web", "20261123.100000", "bad kernel", say=lambda *_: None)
+    assert json.loads(catalog.read_text())["golden_serial"] == 3
+    verify(target.to, "web", say=lambda *_: None)
+    catalog.write_bytes(before_revocation)  # the revoked version offered again, its notice gone
+    (target.root / "web" / "20261123.100000" / "revocation.json").unlink()
+    with pytest.raises(GoldenError, match=r"metadata.json: serial 2 \(signed .*\) is older than serial 3, seen here "
+                                          r"on .*: a rolled-back catalog"):
+        verify(target.to, "web", "20261123.100000", say=lambda *_: None)
+    catalog.write_bytes(first)
+    with pytest.raises(GoldenError, match="serial 1 .* is older than serial 3"):
+        verify(target.to, "web", say=lambda *_: None)
+    with pytest.raises(GoldenError, match="a rolled-back catalog"):  # nor does the publisher sign over it
+        publish(artifact(version="20261124.100000"), target.to, say=lambda *_: None)
+    assert catalog.read_bytes() == first
+    # The limit the README states: a machine that never saw a newer catalog accepts this one.
+    monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "other-machine"))
+    verify(target.to, "web", say=lambda *_: None)
+
+
+def test_a_damaged_serial_record_is_named(artifact, keys, tmp_path):
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    (tmp_path / "state" / "catalog-serials.json").write_text("{not json")
+    with pytest.raises(GoldenError, match=r"state/catalog-serials.json: not valid JSON: move it away"):
+        verify(repo, "web", say=lambda *_: None)
+
+
+def test_releases_lists_offered_and_revoked_versions(artifact, keys, tmp_path):
+    from golden.publish.release import list_releases, revoke
+    repo = tmp_path / "repo"
+    for version in ("20261122.100000", "20261123.100000", "20261124.100000"):
+        publish(artifact(version=version), repo, say=lambda *_: None)
+    revoke(repo, "web", "20261123.100000", "CVE-2026-0002 in openssl", say=lambda *_: None)
+    listing = list_releases(repo, "web")
+    assert listing["serial"] == 4 and listing["signed_at"]
+    assert [(r["version"], r["state"]) for r in listing["releases"]] == [
+        ("20261124.100000", "offered"), ("20261123.100000", "revoked"), ("20261122.100000", "offered")]
+    assert listing["releases"][1]["reason"] == "CVE-2026-0002 in openssl"
+
+    def releases(*args):
+        return subprocess.run([sys.executable, "-m", "invoke", "releases", "--from", str(repo), "--image", "web",
+                               *args], cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
+    shown = releases()
+    assert shown.returncode == 0, shown.stderr
+    assert "20261123.100000  REVOKED  " in shown.stdout and ": CVE-2026-0002 in openssl" in shown.stdout
+    assert "20261124.100000  offered  " in shown.stdout and "(serial 4, signed " in shown.stdout
+    assert releases("--version", "20261122.100000").returncode == 0
+    revoked = releases("--version", "20261123.100000")
+    assert revoked.returncode == 1 and "web 20261123.100000 is not offered by" in revoked.stderr
+    assert json.loads(releases("--json").stdout)["releases"][1]["state"] == "revoked"
+
+
+def test_the_upload_refuses_bytes_other_than_the_ones_hashed(artifact, keys, target, tmp_path):
+    """What the upload sent is hashed on the way; bytes other than the ones
+    the statement names (a file changed after hashing) are never moved into place."""
+    from golden.publish.release import _upload_version
+    from golden.publish.repository import open_repository
+    data = tmp_path / "disk.img"
+    data.write_bytes(b"changed after it was hashed\n")
+    repo = open_repository(target.to)
+    with pytest.raises(PublishError, match="web 20261122.100000: disk.img changed while publishing: not published"):
+        _upload_version(repo, [(data, "disk.img")], {"disk.img": "0" * 64}, "web/20261122.100000/",
+                        say=lambda *_: None)
+    assert repo.read("web/20261122.100000/disk.img") is None
+    assert not (target.root / "web").exists() or not any((target.root / "web").iterdir())  # no staging left
+
+
+def test_lab_hands_vagrant_the_catalog_it_checked(artifact, keys, tmp_path, monkeypatch):
+    """lab.up reads a published catalog once, checks it and gives Vagrant that
+    copy: a box changed in the repository after the check fails Vagrant's own
+    checksum test against the checked catalog."""
+    import golden.lab
+    from golden.lab import Machine, check_catalogs
+    monkeypatch.setattr(golden.lab, "STATE_DIR", tmp_path / ".lab")
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"golden {(keys.with_name(keys.name + '.pub')).read_text()}")
+    monkeypatch.setenv("GOLDEN_ALLOWED_SIGNERS", str(signers))
+    base = check_catalogs([Machine("a", "web")], str(repo), tmp_path / "artifacts")
+    copy = tmp_path / ".lab" / "catalog" / "web" / "metadata.json"
+    assert base == str(copy.parent.parent) and copy.read_bytes() == (repo / "web" / "metadata.json").read_bytes()
+
+    def box_add(home):
+        env = dict(os.environ, VAGRANT_HOME=str(tmp_path / home), VAGRANT_CHECKPOINT_DISABLE="1",
+                   VAGRANT_NO_COLOR="1")
+        return subprocess.run(["vagrant", "box", "add", "--provider", "libvirt", copy.as_uri()],
+                              capture_output=True, text=True, env=env, cwd=tmp_path)
+    added = box_add("vagrant.d")
+    assert added.returncode == 0, added.stdout + added.stderr
+    with (repo / "web" / "20261122.100000" / "web-20261122.100000.libvirt.box").open("ab") as f:
+        f.write(b"swapped after the check")
+    swapped = box_add("vagrant-2.d")
+    assert swapped.returncode != 0
+    assert "checksum" in (swapped.stdout + swapped.stderr).lower(), swapped.stdout + swapped.stderr
