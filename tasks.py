@@ -97,12 +97,12 @@ def revoke(c, to, image, version, reason):
 def releases(c, from_, image, version=None, json=False):
     """List a published image's versions from its signed catalog: offered or revoked (when, why)."""
     from json import dumps
-    from golden.publish.release import list_releases, releases_text
+    from golden.publish.release import check_offered, list_releases, releases_text
 
     listing = _guard(lambda: list_releases(from_, image))
     print(dumps(listing, indent=2) if json else releases_text(listing))
-    if version and not any(r["version"] == version and r["state"] == "offered" for r in listing["releases"]):
-        raise Exit(f"{image} {version} is not offered by {listing['catalog']}", code=1)
+    if version:
+        _guard(lambda: check_offered(from_, image, version))
 
 
 @task(help={"image": "image spec name (default: every image with artifacts)",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from golden.publish.catalog import CATALOG, write_local_catalog
+from golden.publish.catalog import CATALOG, catalog_versions, version_key, write_local_catalog
 from golden.publish.release import verify
 from golden import settings
 from golden.errors import GoldenError
@@ -78,9 +78,11 @@ def catalog_base(artifacts: Path) -> str:
     return settings.catalog() or str(artifacts)
 
 
-def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> str:
-    """Checks each image's catalog and returns the catalog base Vagrant is to
-    use. A published catalog is read once, verified with its newest box when
+def check_catalogs(machines: list[Machine], base: str, artifacts: Path, say=print) -> tuple[str, dict[str, str]]:
+    """Checks each image's catalog; returns the catalog base Vagrant is to use
+    and the version of each image's box (the newest; Vagrant is held to it, so
+    a box of another version installed earlier is never taken instead). A
+    published catalog is read once, verified with its newest box when
     GOLDEN_ALLOWED_SIGNERS is set, and copied into .lab/catalog/: Vagrant reads
     exactly the bytes that were checked, and refuses a box whose checksum is
     not the catalog's."""
@@ -88,30 +90,33 @@ def check_catalogs(machines: list[Machine], base: str, artifacts: Path) -> str:
     if local:
         for image in {m.image for m in machines}:
             write_local_catalog(artifacts / image)
+    elif not settings.allowed_signers():
+        say(f"warning: the boxes of {base} are not verified: set GOLDEN_ALLOWED_SIGNERS to the publisher's "
+            "allowed-signers file")
     repo = open_repository(base)
-    checked = {}
+    checked, versions = {}, {}
     for image in sorted({m.image for m in machines}):
         raw = repo.read(f"{image}/{CATALOG}")
         try:
-            versions = json.loads(raw).get("versions") if raw else None
-        except (ValueError, AttributeError):
+            listed = catalog_versions(json.loads(raw), repo.url(f"{image}/{CATALOG}")) if raw else None
+        except (ValueError, GoldenError):
             raise LabError(f"{repo.url(image + '/' + CATALOG)}: not a valid box catalog") from None
-        if not versions:
+        if not listed:
             hint = "run ./inv test to build and validate it" if local else "publish it there"
             raise LabError(f"no tested box of {image!r} in the catalog {repo.url(image + '/' + CATALOG)}: {hint}, "
                            f"or set GOLDEN_CATALOG to a published repository")
         if not local and settings.allowed_signers():
             # The box Vagrant will take (the newest), checked against its signed statement first.
             verify(base, image, allowed_signers=settings.allowed_signers(), say=lambda *_: None, catalog_raw=raw)
-        checked[image] = raw
+        checked[image], versions[image] = raw, max(listed, key=version_key)
     if local:
-        return base
+        return base, versions
     copy = STATE_DIR / "catalog"
     shutil.rmtree(copy, ignore_errors=True)
     for image, raw in checked.items():
         (copy / image).mkdir(parents=True)
         (copy / image / CATALOG).write_bytes(raw)
-    return str(copy)
+    return str(copy), versions
 
 
 def _url(base: str) -> str:
@@ -123,15 +128,16 @@ def _read_state() -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _vagrant_env(base: str, lab_file: Path) -> dict:
-    return vagrant_env(STATE_DIR / "vagrant", STATE_DIR, GOLDEN_CATALOG=_url(base), GOLDEN_LAB=str(lab_file))
+def _vagrant_env(base: str, lab_file: Path, versions: dict[str, str] | None = None) -> dict:
+    return vagrant_env(STATE_DIR / "vagrant", STATE_DIR, GOLDEN_CATALOG=_url(base), GOLDEN_LAB=str(lab_file),
+                       GOLDEN_BOX_VERSIONS=",".join(f"{image}={v}" for image, v in sorted((versions or {}).items())))
 
 
 def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
     machines = load_lab(lab_file)
     STATE_DIR.mkdir(exist_ok=True)
-    base = check_catalogs(machines, catalog_base(artifacts), artifacts)
     log = BuildLog(STATE_DIR / "lab.log", echo=echo)
+    base, versions = check_catalogs(machines, catalog_base(artifacts), artifacts, log.say)
     state = _read_state()
     if state and state["netns"] and not daemon_answers(LibvirtSession(state["netns"])):
         log.say("libvirt: the lab's daemon is gone (a reboot?); starting it again")
@@ -141,13 +147,13 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
         session, pids = open_session(NETNS, STATE_DIR, log.say)
         state = {"netns": session.netns, "pids": pids}
     state["lab"] = str(Path(lab_file).resolve())  # lab.down and lab.ssh act on this lab
-    state["catalog"] = base
+    state["catalog"], state["versions"] = base, versions
     (STATE_DIR / "state.json").write_text(json.dumps(state) + "\n")
     session = LibvirtSession(state["netns"])
     with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(catalog_base(artifacts))})"):
         try:
             log.run(session.wrap(["vagrant", "up", "--provider", "libvirt"]), cwd=VAGRANT_DIR,
-                    env=_vagrant_env(base, lab_file))
+                    env=_vagrant_env(base, lab_file, versions))
         except GoldenError as exc:
             raise LabError(f"{exc}\n  the lab is partly up: ./inv lab.down removes it") from None
     log.say(f"lab up: {', '.join(m.name for m in machines)}. Log in with ./inv lab.ssh NAME; "
@@ -173,7 +179,7 @@ def lab_down(artifacts: Path, echo=sys.stdout) -> None:
         with log.stage("vagrant destroy"):
             if daemon_answers(session):
                 log.run(session.wrap(["vagrant", "destroy", "--force"]), cwd=VAGRANT_DIR,
-                        env=_vagrant_env(_catalog(state, artifacts), _lab_file(state)))
+                        env=_vagrant_env(_catalog(state, artifacts), _lab_file(state), state.get("versions")))
                 delete_volumes("golden-VAGRANTSLASH-", session, log)
     finally:
         if state["netns"]:
@@ -191,4 +197,5 @@ def lab_ssh(machine: str, command: str | None, artifacts: Path) -> int:
         raise LabError("no lab is up: ./inv lab.up")
     args = ["vagrant", "ssh", machine] + (["-c", command] if command else [])
     return subprocess.run(LibvirtSession(state["netns"]).wrap(args), cwd=VAGRANT_DIR,
-                          env=_vagrant_env(_catalog(state, artifacts), _lab_file(state))).returncode
+                          env=_vagrant_env(_catalog(state, artifacts), _lab_file(state),
+                                                           state.get("versions"))).returncode

@@ -67,11 +67,8 @@ def remember_serial(url: str, catalog: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            seen = json.loads(path.read_text()) if path.is_file() else {}
-            before = seen.get(url, {}).get("serial", -1)
-        except (ValueError, AttributeError):
-            raise CatalogError(f"{path}: not valid JSON: move it away (the serials seen are lost)") from None
+        seen = _read_serials(path)
+        before = seen.get(url, {}).get("serial", -1)
         serial = catalog_serial(catalog, url)
         if serial < before:
             raise CatalogError(
@@ -83,6 +80,25 @@ def remember_serial(url: str, catalog: dict) -> None:
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
             os.replace(tmp, path)
+
+
+def seen_serial(url: str) -> int | None:
+    """The highest serial this machine has seen at url (None: never)."""
+    path = settings.state_dir() / "catalog-serials.json"
+    entry = _read_serials(path).get(url) if path.is_file() else None
+    return entry["serial"] if entry else None
+
+
+def _read_serials(path: Path) -> dict:
+    try:
+        seen = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        seen = None
+    if not isinstance(seen, dict) or not all(isinstance(e, dict) and type(e.get("serial")) is int
+                                             for e in seen.values()):
+        raise CatalogError(f"{path}: damaged (expected {{url: {{serial: N}}}}): move it away "
+                           "(the serials seen are lost)")
+    return seen
 
 
 def utc_now() -> str:

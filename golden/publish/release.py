@@ -28,9 +28,10 @@ from golden import settings
 from golden.build.cache import sha256_file
 from golden.build.manifest import read_manifest
 from golden.build.stages.package import sha256sums_text
-from golden.errors import GoldenError
+from golden.errors import GoldenError, printable
 from golden.publish.catalog import (CATALOG, SERIAL, SIGNED_AT, VERSION_RE, box_file, catalog_serial,
-                                    catalog_versions, new_catalog, remember_serial, utc_now, version_key,
+                                    catalog_versions, new_catalog, remember_serial, seen_serial, utc_now,
+                                    version_key,
                                     with_version)
 from golden.publish.repository import open_repository
 from golden.publish.statement import (SIGNER_IDENTITY, STATEMENT, canonical, make_statement, sign_bytes,
@@ -100,6 +101,8 @@ def _read_catalog(repo, name: str, signers: Path | None, raw: bytes | None = Non
     if not isinstance(signature, str):
         raise PublishError(f"{url}: the catalog is not signed (an older golden's? move it away to start anew)")
     verify_bytes(canonical(catalog, CATALOG_SIGNATURE), signature.encode(), "catalog", signers, url)
+    if catalog.get("name") != f"golden/{name}":
+        raise PublishError(f"{url}: the catalog of {printable(catalog.get('name'))!r}, not of golden/{name}")
     versions = catalog_versions(catalog, url)  # before any version is used
     if len(set(versions)) != len(versions):
         raise PublishError(f"{url}: a version is listed twice")
@@ -122,7 +125,7 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
         shutil.copyfile(artifact / "manifest.json", Path(scratch) / "manifest.json")  # the bytes published
         manifest = check_publishable(artifact, Path(scratch) / "manifest.json")
         sums = _check_sums(artifact, manifest, f"{name} {version}")
-        catalog = _read_catalog(repo, name, signers) or new_catalog(manifest)
+        catalog = _read_catalog(repo, name, signers) or _first_catalog(repo, manifest)
         if any(r.get("version") == version for r in catalog.get("revoked", [])):
             raise PublishError(f"{name} {version} was revoked: publish the image under a new version")
         current = next((release_dir(repo, name, e) for e in catalog["versions"] if e["version"] == version), None)
@@ -138,6 +141,17 @@ def publish(artifact: Path, target, force: bool = False, keep: int | None = None
             repo.delete(f"{name}/{old}/")
     say(f"{name} {version}: published to {repo.url(final)}; catalog {repo.url(name + '/metadata.json')}")
     return repo.url(final)
+
+
+def _first_catalog(repo, manifest: dict) -> dict:
+    """A new catalog, unless this machine has seen one at that URL: a catalog
+    that disappeared is restored, not replaced by one with a lower serial."""
+    url = repo.url(f"{manifest['name']}/{CATALOG}")
+    if seen_serial(url) is not None:
+        raise PublishError(f"{url} is gone, but serial {seen_serial(url)} was seen here: restore it (from a backup "
+                           "of the repository) or, to start the repository anew, remove its entry from "
+                           f"{settings.state_dir() / 'catalog-serials.json'}")
+    return new_catalog(manifest)
 
 
 def _release_directory(repo, name: str, version: str, current: str | None, sums: bytes, force: bool) -> str:
@@ -230,7 +244,7 @@ def revoke(target, name: str, version: str, reason: str, say=print) -> None:
     says why). The files stay, so what was revoked can still be examined."""
     if not VERSION_RE.fullmatch(version):
         raise PublishError(f"--version: {version!r} is not a golden version (YYYYMMDD.HHMMSS)")
-    if not reason.strip() or len(reason) > 300 or any(ord(c) < 32 for c in reason):
+    if not reason.strip() or len(reason) > 300 or not reason.isprintable():
         raise PublishError("--reason: expected one line of text (at most 300 characters)")
     key, signers = signing_key(), _default_allowed_signers()
     repo = open_repository(target)
@@ -273,8 +287,24 @@ def releases_text(listing: dict) -> str:
     lines = [f"{listing['catalog']} (serial {listing['serial']}, signed {listing['signed_at'] or 'before serials'})"]
     for r in listing["releases"]:
         lines.append(f"  {r['version']}  offered  {r['url']}" if r["state"] == "offered" else
-                     f"  {r['version']}  REVOKED  {r['revoked_at']}: {r['reason']}")
+                     f"  {r['version']}  REVOKED  {printable(r['revoked_at'])}: {printable(r['reason'])}")
     return "\n".join(lines)
+
+
+def check_offered(source, name: str, version: str, allowed_signers: Path | None = None) -> None:
+    """Refused (PublishError) unless the signed catalog offers version and
+    no signed revocation notice in its directory withdraws it. Reads no image."""
+    repo = open_repository(source)
+    url = repo.url(f"{name}/{CATALOG}")
+    catalog = _read_catalog(repo, name, allowed_signers)
+    if catalog is None:
+        raise PublishError(f"no catalog for {name!r} at {url}")
+    signers = allowed_signers or _default_allowed_signers()
+    _check_not_revoked(repo, catalog, None, signers, name, version)
+    entry = next((e for e in catalog["versions"] if e["version"] == version), None)
+    if entry is None:
+        raise PublishError(f"{name} {version} is not offered by {url}")
+    _check_not_revoked(repo, catalog, f"{name}/{release_dir(repo, name, entry)}/", signers, name, version)
 
 
 def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, name: str, version: str) -> None:
@@ -286,7 +316,8 @@ def _check_not_revoked(repo, catalog: dict, where: str | None, signers: Path, na
         verify_bytes(document, sig, "revocation", signers, repo.url(where + REVOCATION))
         notice = strict_json(document, repo.url(where + REVOCATION))
     if notice is not None:
-        raise PublishError(f"{name} {version} was revoked at {notice.get('revoked_at')}: {notice.get('reason')}")
+        raise PublishError(f"{name} {version} was revoked at {printable(notice.get('revoked_at'))}: "
+                           f"{printable(notice.get('reason'))}")
 
 
 def verify(source, name: str, version: str | None = None, allowed_signers: Path | None = None,

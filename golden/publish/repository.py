@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from golden import settings
-from golden.errors import GoldenError
+from golden.errors import GoldenError, printable
 
 
 class RepositoryError(GoldenError):
@@ -152,7 +152,7 @@ class HttpRepository:
         if response.status_code not in ok:
             hint = " (check GOLDEN_PUBLISH_USER/GOLDEN_PUBLISH_PASSWORD or GOLDEN_PUBLISH_TOKEN)" \
                 if response.status_code in (401, 403) else ""
-            raise RepositoryError(f"{method} {self.url(rel)}: HTTP {response.status_code} {response.reason}{hint}")
+            raise RepositoryError(f"{method} {self.url(rel)}: HTTP {response.status_code} {printable(response.reason or '')}{hint}")
         return response
 
     def read(self, rel: str) -> bytes | None:
@@ -193,7 +193,7 @@ class HttpRepository:
                 self.delete(lock)
                 continue
             if time.monotonic() > deadline:
-                raise RepositoryError(f"{self.url(lock)} is held by another publish ({owner or 'owner unknown'}). "
+                raise RepositoryError(f"{self.url(lock)} is held by another publish ({printable(owner) or 'owner unknown'}). "
                                       f"If none is running, remove it: curl -X DELETE {self.url(lock)}")
             time.sleep(2)
         try:

@@ -60,7 +60,8 @@ def test_local_catalog_lists_only_tested_builds(tmp_path):
     (provider,) = catalog["versions"][0]["providers"]
     assert provider == {"name": "libvirt", "url": (newest_passed / "web-20261122.110000.libvirt.box").as_uri(),
                         "checksum_type": "sha256", "checksum": "ab" * 32, "architecture": "amd64"}
-    check_catalogs([Machine("w", "web")], str(tmp_path / "artifacts"), tmp_path / "artifacts")
+    base, versions = check_catalogs([Machine("w", "web")], str(tmp_path / "artifacts"), tmp_path / "artifacts")
+    assert (base, versions) == (str(tmp_path / "artifacts"), {"web": "20261122.110000"})  # the newest tested
 
 
 def test_lab_refuses_an_image_without_a_tested_build(tmp_path):

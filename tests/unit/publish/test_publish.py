@@ -524,6 +524,8 @@ def test_a_revoked_version_is_withdrawn_and_refused(artifact, keys, target, tmp_
 @pytest.mark.parametrize("version, reason, message", [
     ("../../x", "why", "is not a golden version"), ("20261122.100000", "two\nlines", "--reason: expected one line"),
     ("20261122.100000", " ", "--reason: expected one line"), ("20261124.100000", "why", "is not offered by"),
+    ("20261122.100000", "esc \x1b[2J", "--reason: expected one line"),
+    ("20261122.100000", "bidi \u202e", "--reason: expected one line"),
 ])
 def test_revoke_refuses_bad_input(artifact, keys, tmp_path, version, reason, message):
     from golden.publish.release import revoke
@@ -626,7 +628,10 @@ def test_a_damaged_serial_record_is_named(artifact, keys, tmp_path):
     repo = tmp_path / "repo"
     publish(artifact(), repo, say=lambda *_: None)
     (tmp_path / "state" / "catalog-serials.json").write_text("{not json")
-    with pytest.raises(GoldenError, match=r"state/catalog-serials.json: not valid JSON: move it away"):
+    with pytest.raises(GoldenError, match=r"state/catalog-serials.json: damaged .*: move it away"):
+        verify(repo, "web", say=lambda *_: None)
+    (tmp_path / "state" / "catalog-serials.json").write_text('{"file:///x": {"serial": "5"}}')
+    with pytest.raises(GoldenError, match=r"state/catalog-serials.json: damaged"):
         verify(repo, "web", say=lambda *_: None)
 
 
@@ -651,7 +656,9 @@ def test_releases_lists_offered_and_revoked_versions(artifact, keys, tmp_path):
     assert "20261124.100000  offered  " in shown.stdout and "(serial 4, signed " in shown.stdout
     assert releases("--version", "20261122.100000").returncode == 0
     revoked = releases("--version", "20261123.100000")
-    assert revoked.returncode == 1 and "web 20261123.100000 is not offered by" in revoked.stderr
+    assert revoked.returncode == 1 and "error: web 20261123.100000 was revoked at " in revoked.stderr
+    unknown = releases("--version", "20261125.100000")
+    assert unknown.returncode == 1 and "error: web 20261125.100000 is not offered by" in unknown.stderr
     assert json.loads(releases("--json").stdout)["releases"][1]["state"] == "revoked"
 
 
@@ -682,7 +689,8 @@ def test_lab_hands_vagrant_the_catalog_it_checked(artifact, keys, tmp_path, monk
     signers = tmp_path / "allowed_signers"
     signers.write_text(f"golden {(keys.with_name(keys.name + '.pub')).read_text()}")
     monkeypatch.setenv("GOLDEN_ALLOWED_SIGNERS", str(signers))
-    base = check_catalogs([Machine("a", "web")], str(repo), tmp_path / "artifacts")
+    base, versions = check_catalogs([Machine("a", "web")], str(repo), tmp_path / "artifacts")
+    assert versions == {"web": "20261122.100000"}  # Vagrant is held to the version checked
     copy = tmp_path / ".lab" / "catalog" / "web" / "metadata.json"
     assert base == str(copy.parent.parent) and copy.read_bytes() == (repo / "web" / "metadata.json").read_bytes()
 
@@ -698,3 +706,59 @@ def test_lab_hands_vagrant_the_catalog_it_checked(artifact, keys, tmp_path, monk
     swapped = box_add("vagrant-2.d")
     assert swapped.returncode != 0
     assert "checksum" in (swapped.stdout + swapped.stderr).lower(), swapped.stdout + swapped.stderr
+
+
+def test_a_deleted_catalog_is_not_replaced_by_a_lower_serial(artifact, keys, tmp_path):
+    """Someone deletes metadata.json: publishing a new catalog (serial 1, no
+    revoked list) would undo history; the publisher is told to restore it."""
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    (repo / "web" / "metadata.json").unlink()
+    with pytest.raises(PublishError, match=r"metadata.json is gone, but serial 1 was seen here: restore it"):
+        publish(artifact(version="20261123.100000"), repo, say=lambda *_: None)
+    assert not (repo / "web" / "metadata.json").exists() and not (repo / "web" / "20261123.100000").exists()
+
+
+def test_another_images_catalog_is_refused(artifact, keys, tmp_path):
+    """Signed by the same key, but of another image: never read as this one's."""
+    from golden.publish.release import _write_catalog
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    # web-open's catalog after its only version was revoked: signed, no versions in it.
+    (repo / "web-open").mkdir()
+    _write_catalog(DirectoryRepository(repo), "web-open", {"name": "golden/web-open", "description": "",
+                                                            "versions": []}, keys, tmp_path)
+    shutil.copyfile(repo / "web-open" / "metadata.json", repo / "web" / "metadata.json")
+    with pytest.raises(PublishError, match=r"web/metadata.json: the catalog of 'golden/web-open', not of golden/web"):
+        verify(repo, "web", say=lambda *_: None)
+
+
+def test_releases_version_check_reads_the_revocation_notice(artifact, keys, tmp_path, monkeypatch):
+    """On a machine that never saw the newer catalog (a CI host), an old
+    catalog still offering a revoked version: its signed notice refuses it."""
+    from golden.publish.release import check_offered, revoke
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    old = (repo / "web" / "metadata.json").read_bytes()
+    revoke(repo, "web", "20261122.100000", "bad kernel", say=lambda *_: None)
+    (repo / "web" / "metadata.json").write_bytes(old)
+    monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "ci-host"))
+    with pytest.raises(PublishError, match="web 20261122.100000 was revoked at .*: bad kernel"):
+        check_offered(repo, "web", "20261122.100000")
+
+
+def test_a_catalog_with_a_bad_signature_leaves_the_serials_alone(artifact, keys, tmp_path):
+    repo = tmp_path / "repo"
+    publish(artifact(), repo, say=lambda *_: None)
+    serials = (tmp_path / "state" / "catalog-serials.json").read_text()
+    _edit_json(repo / "web" / "metadata.json", lambda c: c.update(golden_serial=99))
+    with pytest.raises(GoldenError, match="metadata.json: bad signature"):
+        verify(repo, "web", say=lambda *_: None)
+    assert (tmp_path / "state" / "catalog-serials.json").read_text() == serials
+
+
+@pytest.mark.parametrize("serial", [True, 1.0, -1, "2"])
+def test_a_serial_that_is_not_a_whole_number_is_refused(serial):
+    from golden.publish.catalog import CatalogError, catalog_serial
+    with pytest.raises(CatalogError, match="golden_serial: expected a whole number"):
+        catalog_serial({"golden_serial": serial}, "metadata.json")
