@@ -1,10 +1,22 @@
 #!/bin/sh
-# Makes the disk boot by itself: fstab, GRUB in the BIOS boot partition.
+# Makes the disk boot by itself, by BIOS and by UEFI with Secure Boot, the way
+# Debian's cloud images do: fstab; GRUB's i386-pc core image in the BIOS boot
+# partition; on the ESP, Debian's signed chain (shim, signed by Microsoft's
+# UEFI CA, loads the GRUB Debian signed, which checks the kernel Debian
+# signed) at the removable path EFI/BOOT/BOOTX64.EFI, which firmware boots
+# without an NVRAM entry. Both GRUBs read the same /boot/grub/grub.cfg.
 set -eu
 root_dev=$(findmnt -no SOURCE /)
 disk=/dev/$(lsblk -no PKNAME "$root_dev")
+esp=$(lsblk -nrpo NAME,PARTTYPE "$disk" | awk 'tolower($2) == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" { print $1 }')
+esp_uuid=$(blkid -s UUID -o value "$esp")
 
-echo "UUID=$GOLDEN_ROOT_UUID / ext4 errors=remount-ro 0 1" > /etc/fstab
+cat > /etc/fstab <<FSTAB
+UUID=$GOLDEN_ROOT_UUID / ext4 errors=remount-ro 0 1
+UUID=$esp_uuid /boot/efi vfat umask=0077 0 1
+FSTAB
+mkdir -p /boot/efi
+mount /boot/efi
 
 mkdir -p /etc/default/grub.d
 cat > /etc/default/grub.d/golden.cfg <<'CFG'
@@ -15,5 +27,7 @@ GRUB_TERMINAL="console serial"
 GRUB_SERIAL_COMMAND="serial --speed=115200"
 CFG
 grub-install --target=i386-pc "$disk"
-echo "grub-pc grub-pc/install_devices multiselect $disk" | debconf-set-selections
+# Package upgrades of GRUB and shim install them again at the removable path too.
+echo "grub-efi-amd64 grub2/force_efi_extra_removable boolean true" | debconf-set-selections
+grub-install --target=x86_64-efi --efi-directory=/boot/efi --uefi-secure-boot --no-nvram --force-extra-removable
 update-grub

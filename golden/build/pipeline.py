@@ -274,6 +274,7 @@ def _manifest(ctx: BuildContext) -> dict:
         "sites": [site.address for site in spec.sites],
         "firewall": {"allow": spec.firewall.allow},
         "disk_size": spec.disk.size_bytes,
+        "kernel": spec.kernel,
         "packages": sections.pop(rootfs.SECTION),
         "container_packages": sections,
         "files": ctx.results["package"]["files"],

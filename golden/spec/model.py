@@ -283,6 +283,8 @@ class ImageSpec:
     description: str = ""
     extends: Optional[str] = None
     packages: list[str] = ruled(default_factory=list, **_PACKAGES)
+    # generic: the devices of every hypervisor; cloud: virtio, Hyper-V, NVMe, vmxnet3 (see the README)
+    kernel: str = ruled("generic", **_one_of("generic", "cloud"))
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
     time: Time = field(default_factory=Time)

@@ -1,76 +1,90 @@
-"""A fresh host: the image's qcow2 booted with plain QEMU and a NoCloud seed,
-the way a user runs it on a new machine (no Vagrant, no libvirt).
+"""A fresh host: the image's qcow2 booted the way the README tells a user to,
+by running the README's own recipe (section "Fresh hosts"), so that the
+documented path is the tested one: plain QEMU (no Vagrant, no libvirt),
+q35's default NIC (an Intel e1000e), the disk on NVMe, UEFI with Secure Boot
+enforced, and a NoCloud seed.
 
-The seed (an ISO labelled cidata) creates one user with an SSH key that this
-run generates. QEMU's user network is restricted and forwards SSH from
-127.0.0.1 only. The qcow2 itself is never written: the VM runs on an overlay.
+The test fills in the recipe's placeholders (the user's key, the image, the
+port) and makes one change: QEMU's user network gets `restrict=on`, the host
+rule that test VMs send nothing off this machine. The recipe's last line,
+the user's own `ssh`, is replaced by the test's login with its key. The
+qcow2 itself is never written: the VM runs on the overlay the recipe makes.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import paramiko
 
-from golden.vm.qemu import QemuVM
-from golden.vm.runner import BuildLog
+from golden.errors import GoldenError
+from golden.paths import REPO
+from golden.vm.qemu import free_port, wait_for_login
+from golden.vm.runner import BuildLog, alive, stop_pid
 
-USER = "ops"
-HOSTNAME = "fresh-host"
+README = REPO / "README.md"
+RECIPE_INTRO = "Boot it on a new machine with a seed that creates your user:"
+USER, HOSTNAME = "ops", "db1"
+LOGIN = f"ssh -p 2222 {USER}@127.0.0.1"
 SSH_TIMEOUT = 600
 
 
-def user_data(public_key: str) -> str:
-    return ("#cloud-config\n"
-            "users:\n"
-            f"  - name: {USER}\n"
-            "    shell: /bin/bash\n"
-            "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
-            f"    ssh_authorized_keys: [{public_key.strip()}]\n")
+def readme_recipe(readme: Path = README) -> str:
+    """The shell block that follows RECIPE_INTRO in the README."""
+    after = readme.read_text().partition(RECIPE_INTRO)[2]
+    parts = after.split("```\n")
+    if len(parts) < 3 or parts[0].strip():
+        raise GoldenError(f"{readme}: no fresh-host recipe (a ``` block) right after {RECIPE_INTRO!r}")
+    return parts[1]
 
 
-def meta_data(instance_id: str) -> str:
-    return f"instance-id: {instance_id}\nlocal-hostname: {HOSTNAME}\n"
-
-
-def make_seed(work: Path, public_key: str, instance_id: str, log: BuildLog) -> Path:
-    (work / "user-data").write_text(user_data(public_key))
-    (work / "meta-data").write_text(meta_data(instance_id))
-    seed = work / "seed.iso"
-    log.run(["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock",
-             work / "user-data", work / "meta-data"])
-    return seed
+def recipe_script(recipe: str, image: Path, public_key: str, port: int) -> str:
+    """The recipe as the test runs it; refused if it no longer has what the test fills in."""
+    lines = recipe.rstrip("\n").split("\n")
+    if lines[-1] != LOGIN:
+        raise GoldenError(f"README.md: the fresh-host recipe no longer ends with {LOGIN!r}")
+    script = "\n".join(lines[:-1]) + "\n"
+    for placeholder, value in (("ssh-ed25519 AAAA... you@example.org", public_key.strip()),
+                               ("infra-<version>.qcow2", str(image)),
+                               ("127.0.0.1:2222", f"127.0.0.1:{port}"),
+                               ("-nic user,", "-nic user,restrict=on,")):
+        if script.count(placeholder) != 1:
+            raise GoldenError(f"README.md: the fresh-host recipe no longer has {placeholder!r} (once)")
+        script = script.replace(placeholder, value)
+    for needed in (f"- name: {USER}", f"local-hostname: {HOSTNAME}", f"-pidfile {HOSTNAME}.pid",
+                   f"-serial file:{HOSTNAME}-console.log"):
+        if needed not in script:
+            raise GoldenError(f"README.md: the fresh-host recipe no longer has {needed!r}")
+    return script
 
 
 class FreshHost:
-    def __init__(self, qcow2: Path, work: Path, accelerator: str, log: BuildLog, memory: int = 1024, cpus: int = 2,
-                 disk_gb: int = 6):
-        self.qcow2, self.work, self.accelerator, self.log = qcow2, work, accelerator, log
-        self.disk_gb = disk_gb
-        self.memory, self.cpus = memory, cpus
+    def __init__(self, qcow2: Path, work: Path, log: BuildLog):
+        self.qcow2, self.work, self.log = qcow2, work, log
         self.key = work / "id_ed25519"
-        self.serial = work / "fresh-serial.log"
-        self.vm: QemuVM | None = None
-
-    @property
-    def port(self) -> int:
-        return self.vm.port
+        self.serial = work / f"{HOSTNAME}-console.log"
+        self.port = free_port()
+        self.pid: int | None = None
 
     def boot(self) -> None:
+        """Runs the README's recipe in the work directory (QEMU daemonizes)."""
         self.work.mkdir(parents=True, exist_ok=True)
         self.log.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{USER}@golden-test", "-f", self.key])
-        seed = make_seed(self.work, self.key.with_suffix(".pub").read_text(), f"golden-{os.getpid()}", self.log)
-        overlay = self.work / "overlay.qcow2"
-        # Bigger than the image, as a user's disk would be: the root grows to it.
-        self.log.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qcow2.resolve(), overlay,
-                      f"{self.disk_gb}G"])
-        self.vm = QemuVM([f"file={overlay},format=qcow2", f"file={seed},format=raw,readonly=on"],
-                         self.serial, self.accelerator, self.log, self.memory, self.cpus)
-        self.vm.start()
+        script = recipe_script(readme_recipe(), self.qcow2.resolve(), self.key.with_suffix(".pub").read_text(),
+                               self.port)
+        (self.work / "recipe.sh").write_text(script)
+        self.log.write("---- the README's fresh-host recipe, as run ----\n" + script)
+        try:
+            self.log.run(["bash", "-euo", "pipefail", "recipe.sh"], cwd=self.work)
+        finally:
+            pidfile = self.work / f"{HOSTNAME}.pid"
+            self.pid = int(pidfile.read_text()) if pidfile.is_file() else None
 
     def wait_for_ssh(self) -> None:
         """Until the seed's user logs in by key (cloud-init has run by then)."""
-        self.vm.login(USER, paramiko.PKey.from_path(self.key), SSH_TIMEOUT, step=3).close()
+        def gone() -> str | None:
+            return None if alive(self.pid) else f"QEMU stopped; see {self.log.path}"
+        wait_for_login(self.port, USER, paramiko.PKey.from_path(self.key), SSH_TIMEOUT, self.serial, gone,
+                       step=3).close()
 
     def write_ssh_config(self, path: Path) -> Path:
         path.write_text(f"Host fresh\n  HostName 127.0.0.1\n  Port {self.port}\n  User {USER}\n"
@@ -79,7 +93,7 @@ class FreshHost:
 
     def stop(self) -> None:
         """Stops QEMU (by its PID); never raises."""
-        if self.vm:
-            self.vm.stop()
+        if self.pid:
+            stop_pid(self.pid, "qemu-system-x86")
         if self.serial.exists():
             self.log.write("---- fresh-host serial console ----\n" + self.serial.read_text(errors="replace"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golden.errors import GoldenError
+from golden.vm.runner import alive, stop_pid
 
 URI = "qemu:///system"
 
@@ -52,38 +53,6 @@ def delete_volumes(prefix: str, session: LibvirtSession, log) -> None:
             log.run(session.wrap(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol]))
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie is not: without systemd nobody may reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def stop_pid(pid: int, name: str, grace: float = 15) -> None:
-    """Stops process pid if it is still the `name` we started; never raises."""
-    try:
-        if Path(f"/proc/{pid}/comm").read_text().strip() != name:
-            return  # gone, and the PID reused by something else
-    except FileNotFoundError:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-            except ChildProcessError:
-                pass
-            if not _alive(pid):
-                return
-            time.sleep(0.2)
-
-
 def _kill_namespace_processes(netns: str) -> None:
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
     for pid in out.split():
@@ -114,7 +83,7 @@ def start_private_libvirt(netns: str, log_dir: Path) -> dict[str, int]:
             pids[daemon] = proc.pid  # `ip netns exec` execs the daemon: same PID
         deadline = time.monotonic() + 60
         while not daemon_answers():
-            if time.monotonic() > deadline or not all(_alive(p) for p in pids.values()):
+            if time.monotonic() > deadline or not all(alive(p) for p in pids.values()):
                 raise GoldenError(f"libvirtd did not start; see {log_dir}/libvirtd.log")
             time.sleep(0.5)
         return pids

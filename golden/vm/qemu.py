@@ -47,33 +47,41 @@ class QemuVM:
                                          start_new_session=True)
 
     def login(self, user: str, pkey: paramiko.PKey, timeout: float, step: float = 1) -> paramiko.SSHClient:
-        """Polls until user logs in with pkey; returns the connected client.
-
-        Until the guest's network is up, QEMU's user network accepts the
-        connection and then sends nothing, so an attempt waits out its banner
-        timeout. That timeout starts short, so the poll notices sshd within
-        seconds, and grows with the wait, so a slow sshd still gets through."""
-        start = time.monotonic()
-        deadline = start + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise GoldenError(f"QEMU exited with {self.proc.returncode}; see {self.log.path}")
-            client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            try:
-                banner_timeout = min(2 + (time.monotonic() - start) / 10, 20)
-                client.connect("127.0.0.1", port=self.port, username=user, pkey=pkey, timeout=10,
-                               banner_timeout=banner_timeout, auth_timeout=20, allow_agent=False,
-                               look_for_keys=False)
-                return client
-            except (paramiko.SSHException, OSError, EOFError):
-                client.close()
-                if time.monotonic() > deadline:
-                    raise GoldenError(f"{user} could not log in by SSH within {timeout:.0f} s; "
-                                      f"serial console: {self.serial}") from None
-                time.sleep(step)
+        def gone() -> str | None:
+            code = self.proc.poll()
+            return None if code is None else f"QEMU exited with {code}; see {self.log.path}"
+        return wait_for_login(self.port, user, pkey, timeout, self.serial, gone, step)
 
     def stop(self) -> None:
         """Stops QEMU by its process group; never raises."""
         if self.proc:
             stop_process_group(self.proc)
+
+
+def wait_for_login(port: int, user: str, pkey: paramiko.PKey, timeout: float, console: Path,
+                   gone=lambda: None, step: float = 1) -> paramiko.SSHClient:
+    """Polls 127.0.0.1:port until user logs in with pkey; returns the connected
+    client. gone() says why the VM stopped (None while it runs).
+
+    Until the guest's network is up, QEMU's user network accepts the
+    connection and then sends nothing, so an attempt waits out its banner
+    timeout. That timeout starts short, so the poll notices sshd within
+    seconds, and grows with the wait, so a slow sshd still gets through."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        if gone():
+            raise GoldenError(gone())
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            banner_timeout = min(2 + (time.monotonic() - start) / 10, 20)
+            client.connect("127.0.0.1", port=port, username=user, pkey=pkey, timeout=10,
+                           banner_timeout=banner_timeout, auth_timeout=20, allow_agent=False, look_for_keys=False)
+            return client
+        except (paramiko.SSHException, OSError, EOFError):
+            client.close()
+            if time.monotonic() > deadline:
+                raise GoldenError(f"{user} could not log in by SSH within {timeout:.0f} s; "
+                                  f"serial console: {console}") from None
+            time.sleep(step)

@@ -99,6 +99,38 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:
             continue
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie is not: without systemd nobody may reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_pid(pid: int, name: str, grace: float = 15) -> None:
+    """Stops process pid if it is still the `name` we started; never raises."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != name:
+            return  # gone, and the PID reused by something else
+    except FileNotFoundError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            except ChildProcessError:
+                pass
+            if not alive(pid):
+                return
+            time.sleep(0.2)
+
+
 def capture(cmd: list[str], input: str | None = None) -> str:
     """Output of a quick query command; raises GoldenError on failure."""
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=input)

@@ -1,6 +1,7 @@
 """A fresh host (run by ./inv test after the Vagrant suite): the image's
-qcow2, the file `./inv publish` uploads, booted with plain QEMU and a NoCloud
-seed, as a user would boot it on a new machine. The VM is booted once for
+qcow2, the file `./inv publish` uploads, booted by the README's own recipe
+(plain QEMU, UEFI with Secure Boot, e1000e NIC, NVMe disk, a NoCloud seed),
+as a user would boot it on a new machine. The VM is booted once for
 the session; if it cannot boot or let the seed's user in, every test errors.
 """
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from golden.vm.accel import probe_accelerator
 from golden.verify.fresh_host import FreshHost
 from golden.vm.runner import BuildLog
 
@@ -30,9 +30,7 @@ def manifest(request):
 def fresh_vm(request, manifest):
     log = BuildLog(Path(request.config.getoption("golden_log")), echo=open("/dev/null", "w"))
     with tempfile.TemporaryDirectory(prefix="golden-fresh-") as work:
-        # A disk 2 GiB larger than the image's, as a user's would be: the root grows to it.
-        vm = FreshHost(Path(request.config.getoption("golden_qcow2")), Path(work), probe_accelerator(), log,
-                       disk_gb=manifest["disk_size"] // 2**30 + 2)
+        vm = FreshHost(Path(request.config.getoption("golden_qcow2")), Path(work), log)
         try:
             vm.boot()
             vm.wait_for_ssh()

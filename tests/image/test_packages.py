@@ -12,7 +12,9 @@ def _installed(host) -> dict[str, str]:
 def test_installed_packages_are_the_manifests(host, manifest):
     installed = _installed(host)
     assert installed == manifest["packages"]
-    assert "postgresql" in installed and "linux-image-cloud-amd64" in installed
+    kernel = {"generic": "linux-image-amd64", "cloud": "linux-image-cloud-amd64"}[manifest["kernel"]]
+    assert "postgresql" in installed and kernel in installed
+    assert {"shim-signed", "grub-efi-amd64-signed", "grub-pc-bin"} <= set(installed) and "grub-pc" not in installed
 
 
 def test_only_what_the_spec_asked_for_is_marked_manual(host):

@@ -19,6 +19,22 @@ def test_boots_from_its_own_disk_with_grub(host):
     # GRUB's core image lives in the BIOS boot partition of the GPT disk.
     part_types = host.check_output(f"lsblk -nro PARTTYPE {disk}").split()
     assert "21686148-6449-6e6f-744e-656564454649" in part_types
+    assert not host.file("/sys/firmware/efi").exists  # this run boots by BIOS; tests/fresh by UEFI
+
+
+def test_the_esp_holds_debians_signed_boot_chain(host, manifest):
+    """The same disk boots by UEFI: the ESP (mounted at /boot/efi) holds shim
+    and the signed GRUB at the removable path, which reads the root's grub.cfg."""
+    esp = host.mount_point("/boot/efi")
+    assert esp.exists and esp.filesystem == "vfat"
+    assert host.check_output("lsblk -nro PARTTYPE $(findmnt -no SOURCE /boot/efi)") == \
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+    for installed, shipped in (("/boot/efi/EFI/BOOT/BOOTX64.EFI", "/usr/lib/shim/shimx64.efi.signed"),
+                               ("/boot/efi/EFI/BOOT/grubx64.efi", "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")):
+        assert host.run(f"sudo cmp {installed} {shipped}").rc == 0, installed
+    root_uuid = host.check_output("findmnt -no UUID /")
+    assert root_uuid in host.check_output("sudo cat /boot/efi/EFI/debian/grub.cfg")
+    assert "UUID=" in host.check_output("grep /boot/efi /etc/fstab")
 
 
 def test_root_grows_to_a_disk_larger_than_the_image(host, manifest):

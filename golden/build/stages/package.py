@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path
 
 from golden.build.cache import sha256_file
-from golden.build.stages.disk import SECTOR, partition_table
+from golden.build.stages.disk import SECTOR, partition
 from golden.errors import GoldenError
 from golden.vm.runner import BuildLog, capture
 
@@ -63,7 +63,7 @@ def make_box_disk(sealed_qcow2: Path, login_pubkey: Path, dest: Path, log: Build
     sudoers = dest.with_suffix(".sudoers")
     try:
         log.run(["qemu-img", "convert", "-O", "raw", sealed_qcow2, raw])
-        device = f"{raw}?offset={partition_table(raw)[1]['start'] * SECTOR}"
+        device = f"{raw}?offset={partition(raw, 'root')['start'] * SECTOR}"
         uid, gid = _owner(device, f"/home/{VAGRANT_USER}/.ssh")
         keys, rule = VAGRANT_LOGIN_FILES
         sudoers.write_text(VAGRANT_SUDOERS)

@@ -17,17 +17,22 @@ from golden.vm.runner import BuildLog
 CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
 FILES = ["provision/rootfs/customize.sh"]  # read by the code (pipeline.code_digest)
 SECTION = "rootfs"  # of the lock
-# The base every image needs to boot, log in and be provisioned. The cloud
-# kernel has the drivers of virtual machines only (virtio, the clouds' NICs
-# and disks): a third of the generic kernel's modules, and a smaller initrd.
-# cloud-guest-utils: growpart (golden-growroot); systemd-timesyncd: the clock.
-BASE_PACKAGES = ["linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
-                 "sudo", "grub-pc", "iproute2", "cloud-init", "cloud-guest-utils", "systemd-timesyncd",
-                 "nftables"]
+# The base every image needs to boot, log in and be provisioned.
+# GRUB for both firmwares: grub-efi-amd64 with Debian's signed GRUB and shim
+# (UEFI, Secure Boot), grub-pc-bin for the BIOS core image (grub-pc itself
+# conflicts with grub-efi-amd64). cloud-guest-utils: growpart
+# (golden-growroot); systemd-timesyncd: the clock.
+BASE_PACKAGES = ["systemd-sysv", "udev", "dbus", "e2fsprogs", "dosfstools", "openssh-server", "sudo",
+                 "grub-efi-amd64", "grub-efi-amd64-signed", "shim-signed", "grub-pc-bin", "iproute2", "cloud-init",
+                 "cloud-guest-utils", "systemd-timesyncd", "nftables"]
+# spec `kernel`: both signed by Debian. generic has every hypervisor's
+# devices (e1000/e1000e, AHCI, LSI SCSI, ...); cloud only virtio, Hyper-V,
+# VMware's vmxnet3/pvscsi, NVMe and AHCI, for a third of the size.
+KERNEL_PACKAGES = {"generic": "linux-image-amd64", "cloud": "linux-image-cloud-amd64"}
 
 
 def all_packages(spec: ImageSpec) -> list[str]:
-    return sorted(set(BASE_PACKAGES) | set(spec.packages))
+    return sorted(set(BASE_PACKAGES) | {KERNEL_PACKAGES[spec.kernel]} | set(spec.packages))
 
 
 def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path, package_args: list[str],

@@ -270,8 +270,11 @@ def test_test_only_specs_are_products_plus_fixtures():
         def own(name):
             data = specs[name].to_dict()
             return {k: v for k, v in data.items() if k not in fixtures + ("name", "hostname", "description",
-                                                                           "extends")}
+                                                                           "extends", "kernel")}
         assert own(test_spec) == own(product)  # the product itself, plus the fixtures
+    # The products boot the generic kernel; the test-only images the cloud one, so that both are validated.
+    assert [specs[n].kernel for n in ("infra", "infra-open", "infra-apps", "infra-open-apps")] == \
+        ["generic", "generic", "cloud", "cloud"]
     assert {f: specs["infra-open-apps"].to_dict()[f] for f in fixtures} == \
         {f: specs["infra-apps"].to_dict()[f] for f in fixtures}
 

@@ -6,7 +6,7 @@ import pytest
 from golden.errors import GoldenError
 
 from golden.build.manifest import read_manifest, record_test, write_manifest
-from golden.build.stages.disk import SECTOR, make_disk, partition_table
+from golden.build.stages.disk import SECTOR, make_disk, partition
 from golden.build.stages.package import VAGRANT_SUDOERS, describe_files, make_box, make_box_disk, unpack_box, write_sha256sums
 from golden.vm.runner import BuildLog
 from golden.verify.suite import junit_counts
@@ -112,7 +112,7 @@ def _rootfs_tar(tmp_path, with_login: bool):
 def _debugfs(disk_qcow2, tmp_path, request: str) -> str:
     raw = tmp_path / "check.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk_qcow2), str(raw)], check=True)
-    device = f"{raw}?offset={partition_table(raw)[1]['start'] * SECTOR}"
+    device = f"{raw}?offset={partition(raw, 'root')['start'] * SECTOR}"
     return subprocess.run(["debugfs", "-R", request, device], capture_output=True, text=True).stdout
 
 
@@ -120,7 +120,7 @@ def _sealed_disk(tmp_path, with_login: bool):
     """A tiny disk as provisioning leaves it, Vagrant's public key, a log."""
     log = quiet_log(tmp_path / "build.log")
     sealed = tmp_path / "sealed.qcow2"
-    make_disk(_rootfs_tar(tmp_path, with_login), 64 << 20, "0c0ffee0-0000-4000-8000-000000000001", sealed, log)
+    make_disk(_rootfs_tar(tmp_path, with_login), 256 << 20, "0c0ffee0-0000-4000-8000-000000000001", sealed, log)
     pubkey = tmp_path / "vagrant.pub"
     pubkey.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant\n")
     return sealed, pubkey, log
