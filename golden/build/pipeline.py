@@ -275,6 +275,7 @@ def _manifest(ctx: BuildContext) -> dict:
         "firewall": {"allow": spec.firewall.allow},
         "disk_size": spec.disk.size_bytes,
         "kernel": spec.kernel,
+        "outputs": spec.outputs,
         "packages": sections.pop(rootfs.SECTION),
         "container_packages": sections,
         "files": ctx.results["package"]["files"],

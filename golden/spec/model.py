@@ -12,6 +12,7 @@ from typing import Optional
 
 from golden.errors import GoldenError
 
+OUTPUTS = ("qcow2", "box", "raw", "vmdk", "vhdx")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
 SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -285,6 +286,11 @@ class ImageSpec:
     packages: list[str] = ruled(default_factory=list, **_PACKAGES)
     # generic: the devices of every hypervisor; cloud: virtio, Hyper-V, NVMe, vmxnet3 (see the README)
     kernel: str = ruled("generic", **_one_of("generic", "cloud"))
+    # What the build makes from the disk: qcow2 and box always (the validation
+    # boots them), raw (zstd), vmdk and vhdx on request.
+    outputs: list[str] = ruled(default_factory=lambda: ["qcow2", "box"],
+                               check=lambda v: {"qcow2", "box"} <= set(v) <= set(OUTPUTS) and len(set(v)) == len(v),
+                               message=f"expected qcow2 and box, and any of {', '.join(OUTPUTS[2:])}, each once")
     disk: Disk = field(default_factory=Disk)
     vm: Vm = field(default_factory=Vm)
     time: Time = field(default_factory=Time)

@@ -1,4 +1,4 @@
-"""Stage package: compressed qcow2, libvirt Vagrant box, SHA256SUMS.
+"""Stage package: compressed qcow2, libvirt Vagrant box, SBOMs, SHA256SUMS.
 
 The sealed disk lets nobody log in: the qcow2 for fresh hosts gets its users
 and keys from cloud-init. The box's disk is the same plus the two files that
@@ -10,6 +10,7 @@ the libvirt driver by probing the host at `vagrant up` time.
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -19,6 +20,8 @@ import tarfile
 from pathlib import Path
 
 from golden.build.cache import sha256_file
+from golden.build.formats import SUFFIXES, make_format
+from golden.build.sbom import write_sboms
 from golden.build.stages.disk import SECTOR, partition
 from golden.errors import GoldenError
 from golden.vm.runner import BuildLog, capture
@@ -135,7 +138,8 @@ def write_sha256sums(files: list[dict], dest: Path) -> None:
 
 def run(ctx) -> None:
     """The artifact's files from the sealed disk: the compressed qcow2, the
-    box (with Vagrant's login), SHA256SUMS, and what each size step left."""
+    box (with Vagrant's login), the spec's other outputs (raw, vmdk, vhdx),
+    the SBOMs (SPDX, CycloneDX), SHA256SUMS, and what each size step left."""
     spec, out = ctx.spec, ctx.out
     sealed = ctx.results["provision"]["sealed"]
     qcow2 = out / f"{spec.name}-{ctx.version}.qcow2"
@@ -143,7 +147,12 @@ def run(ctx) -> None:
     compress_qcow2(sealed, qcow2, ctx.log)
     make_box_disk(sealed, ctx.login_key[1], out / "work" / "box.img", ctx.log)
     make_box(out / "work" / "box.img", spec.disk.size_bytes, box)
-    files = describe_files([qcow2, box])
+    sboms = write_sboms(out, spec.name, ctx.version, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        spec.base.suite, ctx.results["rootfs"] / "rootfs.tar",
+                        {name: built["tar"] for name, built in ctx.results["containers"].items()})
+    extra = [make_format(fmt, sealed, out, f"{spec.name}-{ctx.version}", ctx.log)
+             for fmt in spec.outputs if fmt in SUFFIXES]
+    files = describe_files([qcow2, box, *extra, *sboms])
     write_sha256sums(files, out / "SHA256SUMS")
     ctx.results["package"] = {
         "files": files,

@@ -36,6 +36,11 @@ def test_good_spec_gets_defaults(write_spec):
     ("name: x\nhostname: x\nbase: {suite: trixie}\nextra: 1\n", "extra: unknown key"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: curl\n", "packages: expected a list"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\npackages: [curl, 3]\n", "packages[1]: expected a string"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\nkernel: rt\n", "kernel: expected one of generic, cloud"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\noutputs: [vmdk]\n", "outputs: expected qcow2 and box, and any of"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\noutputs: [qcow2, box, iso]\n", "outputs: expected qcow2 and box"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\noutputs: [qcow2, box, raw, raw]\n", "outputs: expected qcow2 and"),
+    ("name: x\nhostname: x\nbase: {suite: trixie}\noutputs: qcow2\n", "outputs: expected a list"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\ndisk: {size: 4T}\n", "disk.size: expected a size like '4G' or '512M'"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {memory: true}\n", "vm.memory: expected an integer"),
     ("name: x\nhostname: x\nbase: {suite: trixie}\nvm: {cpus: 0}\n", "vm.cpus: expected at least 1"),
@@ -270,7 +275,7 @@ def test_test_only_specs_are_products_plus_fixtures():
         def own(name):
             data = specs[name].to_dict()
             return {k: v for k, v in data.items() if k not in fixtures + ("name", "hostname", "description",
-                                                                           "extends", "kernel")}
+                                                                           "extends", "kernel", "outputs")}
         assert own(test_spec) == own(product)  # the product itself, plus the fixtures
     # The products boot the generic kernel; the test-only images the cloud one, so that both are validated.
     assert [specs[n].kernel for n in ("infra", "infra-open", "infra-apps", "infra-open-apps")] == \
