@@ -71,3 +71,18 @@ def test_cloud_init_is_off_without_a_seed(host):
     assert host.package("cloud-init").is_installed
     assert "status: disabled" in host.run("cloud-init status").stdout
     assert not host.file("/var/lib/cloud/instance").exists
+
+
+# The devices the README's hypervisors present, and the drivers for them.
+CLOUD_DRIVERS = ["virtio_net", "virtio_blk", "virtio_scsi", "vmxnet3", "vmw_pvscsi", "hv_netvsc", "hv_storvsc",
+                 "nvme", "ahci"]
+GENERIC_ONLY_DRIVERS = ["e1000", "e1000e", "mptspi"]
+
+
+def test_the_kernel_has_drivers_for_the_hypervisors_devices(host, manifest):
+    """modinfo finds each driver as a module or built into the running kernel."""
+    wanted = CLOUD_DRIVERS + (GENERIC_ONLY_DRIVERS if manifest["kernel"] == "generic" else [])
+    missing = [d for d in wanted if host.run(f"modinfo -k $(uname -r) {d}").rc != 0]
+    assert missing == []
+    if manifest["kernel"] == "cloud":  # what the README says the cloud kernel lacks
+        assert [d for d in GENERIC_ONLY_DRIVERS if host.run(f"modinfo {d}").rc == 0] == []
