@@ -156,15 +156,15 @@ def lab_ssh(c, machine, command=None):
 
 
 @task(help={"update": "resolve the packages against the mirror now and rewrite the lock",
-            "image": "image spec name (default: every spec in images/)"})
+            "image": "image spec name (default: every spec in images/ and tests/images/)"})
 def lock(c, update=False, image=None):
-    """Show images/<name>.lock (exact package versions), or refresh it with --update."""
+    """Show each image's lock (exact package versions), or refresh it with --update."""
     from golden.build.pipeline import require_tools, update_lock
     from golden.build.lock import lock_path, read_lock
     from golden.spec import select_specs
 
     def run():
-        specs = select_specs(image)
+        specs = select_specs(image, tests=True)  # the test-only images' locks are kept current too
         if update:
             require_tools()
         for spec in specs:
