@@ -57,6 +57,17 @@ def recipe_script(recipe: str, image: Path, public_key: str, port: int) -> str:
     return script
 
 
+def make_seed(work: Path, public_key: str, instance_id: str, log: BuildLog) -> Path:
+    """A NoCloud seed (an ISO labelled cidata) that creates USER with public_key."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "user-data").write_text(f"#cloud-config\nusers:\n  - name: {USER}\n    shell: /bin/bash\n"
+                                    f"    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys: [{public_key.strip()}]\n")
+    (work / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {HOSTNAME}\n")
+    log.run(["genisoimage", "-quiet", "-output", work / "seed.iso", "-volid", "cidata", "-joliet", "-rock",
+             work / "user-data", work / "meta-data"])
+    return work / "seed.iso"
+
+
 class FreshHost:
     def __init__(self, qcow2: Path, work: Path, log: BuildLog):
         self.qcow2, self.work, self.log = qcow2, work, log

@@ -27,10 +27,11 @@ def free_port() -> int:
 
 class QemuVM:
     def __init__(self, disks: list[str], serial: Path, accelerator: str, log: BuildLog,
-                 memory: int = 1024, cpus: int = 2):
-        """disks: QEMU -drive specs without if= (e.g. "file=x.qcow2,format=qcow2,snapshot=on")."""
+                 memory: int = 1024, cpus: int = 2, disk_bus: str = "virtio", nic: str = "virtio-net-pci"):
+        """disks: QEMU -drive specs without if= (e.g. "file=x.qcow2,format=qcow2,snapshot=on").
+        disk_bus: virtio, or ide (SATA through q35's AHCI controller); nic: a QEMU NIC model (e.g. e1000)."""
         self.disks, self.serial, self.accelerator, self.log = disks, serial, accelerator, log
-        self.memory, self.cpus = memory, cpus
+        self.memory, self.cpus, self.disk_bus, self.nic = memory, cpus, disk_bus, nic
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -38,9 +39,9 @@ class QemuVM:
         cmd = ["qemu-system-x86_64", "-machine", f"q35,accel={self.accelerator}", "-cpu", "max",
                "-m", str(self.memory), "-smp", str(self.cpus)]
         for disk in self.disks:
-            cmd += ["-drive", f"{disk},if=virtio"]
+            cmd += ["-drive", f"{disk},if={self.disk_bus}"]
         cmd += ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-                "-device", "virtio-net-pci,netdev=net0", "-display", "none", "-serial", f"file:{self.serial}"]
+                "-device", f"{self.nic},netdev=net0", "-display", "none", "-serial", f"file:{self.serial}"]
         self.log.write("$ " + " ".join(cmd))
         with self.log.path.open("a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
