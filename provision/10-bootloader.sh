@@ -27,7 +27,11 @@ GRUB_TERMINAL="console serial"
 GRUB_SERIAL_COMMAND="serial --speed=115200"
 CFG
 grub-install --target=i386-pc "$disk"
-# Package upgrades of GRUB and shim install them again at the removable path too.
-echo "grub-efi-amd64 grub2/force_efi_extra_removable boolean true" | debconf-set-selections
+# Package upgrades of GRUB and shim install them again at the removable path
+# too, and leave the firmware's boot entries alone (as Debian's cloud images).
+debconf-set-selections <<'DEBCONF'
+grub-efi-amd64 grub2/force_efi_extra_removable boolean true
+grub-efi-amd64 grub2/update_nvram boolean false
+DEBCONF
 grub-install --target=x86_64-efi --efi-directory=/boot/efi --uefi-secure-boot --no-nvram --force-extra-removable
 update-grub

@@ -12,6 +12,7 @@ qcow2 itself is never written: the VM runs on the overlay the recipe makes.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import paramiko
@@ -44,7 +45,7 @@ def recipe_script(recipe: str, image: Path, public_key: str, port: int) -> str:
         raise GoldenError(f"README.md: the fresh-host recipe no longer ends with {LOGIN!r}")
     script = "\n".join(lines[:-1]) + "\n"
     for placeholder, value in (("ssh-ed25519 AAAA... you@example.org", public_key.strip()),
-                               ("infra-<version>.qcow2", str(image)),
+                               ("infra-<version>.qcow2", shlex.quote(str(image))),
                                ("127.0.0.1:2222", f"127.0.0.1:{port}"),
                                ("-nic user,", "-nic user,restrict=on,")):
         if script.count(placeholder) != 1:

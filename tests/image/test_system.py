@@ -75,8 +75,8 @@ def test_cloud_init_is_off_without_a_seed(host):
 
 # The devices the README's hypervisors present, and the drivers for them.
 CLOUD_DRIVERS = ["virtio_net", "virtio_blk", "virtio_scsi", "vmxnet3", "vmw_pvscsi", "hv_netvsc", "hv_storvsc",
-                 "nvme", "ahci"]
-GENERIC_ONLY_DRIVERS = ["e1000", "e1000e", "mptspi"]
+                 "nvme", "ahci", "ena", "gve"]
+GENERIC_ONLY_DRIVERS = ["e1000", "e1000e", "mptspi", "mptsas", "sym53c8xx"]
 
 
 def test_the_kernel_has_drivers_for_the_hypervisors_devices(host, manifest):

@@ -148,7 +148,7 @@ def run(ctx) -> None:
     make_box_disk(sealed, ctx.login_key[1], out / "work" / "box.img", ctx.log)
     make_box(out / "work" / "box.img", spec.disk.size_bytes, box)
     sboms = write_sboms(out, spec.name, ctx.version, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        spec.base.suite, ctx.results["rootfs"] / "rootfs.tar",
+                        ctx.results["rootfs"] / "rootfs.tar",
                         {name: built["tar"] for name, built in ctx.results["containers"].items()})
     extra = [make_format(fmt, sealed, out, f"{spec.name}-{ctx.version}", ctx.log)
              for fmt in spec.outputs if fmt in SUFFIXES]

@@ -19,9 +19,9 @@ from golden.build.sbom import (Package, copyright_licenses, parse_status, read_p
 STATUS = Path("/var/lib/dpkg/status")
 
 
-def _fs_tar(path: Path, status: str, copyrights: dict[str, str]) -> Path:
+def _fs_tar(path: Path, status: str, copyrights: dict[str, str], debian_version: str = "13.2") -> Path:
     with tarfile.open(path, "w") as tar:
-        for name, text in [("./var/lib/dpkg/status", status)] + \
+        for name, text in [("./var/lib/dpkg/status", status), ("./etc/debian_version", debian_version + "\n")] + \
                 [(f"./usr/share/doc/{p}/copyright", t) for p, t in copyrights.items()]:
             data = text.encode()
             info = tarfile.TarInfo(name)
@@ -48,7 +48,7 @@ def _cdx_problem(path: Path):
 
 def test_both_sboms_of_a_real_package_set_pass_the_reference_validators(host_rootfs, tmp_path):
     container = _fs_tar(tmp_path / "probe.tar", "\n\n".join(STATUS.read_text().split("\n\n")[:12]), {})
-    spdx, cdx = write_sboms(tmp_path, "infra", "20261130.120000", "2026-11-30T12:00:00Z", "trixie", host_rootfs,
+    spdx, cdx = write_sboms(tmp_path, "infra", "20261130.120000", "2026-11-30T12:00:00Z", host_rootfs,
                             {"probe": container})
     assert (spdx.name, cdx.name) == ("infra-20261130.120000.spdx.json", "infra-20261130.120000.cdx.json")
     assert _spdx_problems(spdx) == []
@@ -61,18 +61,30 @@ def test_both_sboms_of_a_real_package_set_pass_the_reference_validators(host_roo
     bash = next(p for p in image_packages if p["name"] == "bash")
     (ref,) = bash["externalRefs"]
     assert ref["referenceLocator"].startswith("pkg:deb/debian/bash@") and ref["referenceLocator"].endswith(
-        "?arch=amd64&distro=trixie")
+        "?arch=amd64&distro=debian-13.2")
     assert bash["licenseDeclared"] != "NOASSERTION" and "GPL-3.0-or-later" in bash["licenseDeclared"]
     assert "source package bash" in bash["sourceInfo"]
-    contained = {r["relatedSpdxElement"] for r in document["relationships"]
-                 if r["spdxElementId"] == "SPDXRef-Container-probe"}
-    assert len(contained) == len(read_packages(container)) > 0
+    def contained(parent):
+        return {r["relatedSpdxElement"] for r in document["relationships"]
+                if r["spdxElementId"] == parent and r["relationshipType"] == "CONTAINS"}
+    # image CONTAINS debian CONTAINS its packages (how scanners find the OS); likewise each container image
+    assert contained("SPDXRef-Image-infra") == {"SPDXRef-OperatingSystem-image", "SPDXRef-Container-probe"}
+    assert len(contained("SPDXRef-OperatingSystem-image")) == len(installed)
+    assert contained("SPDXRef-Container-probe") == {"SPDXRef-OperatingSystem-container-probe"}
+    assert len(contained("SPDXRef-OperatingSystem-container-probe")) == len(read_packages(container)) > 0
+    (os_package,) = [p for p in document["packages"] if p["SPDXID"] == "SPDXRef-OperatingSystem-image"]
+    assert (os_package["name"], os_package["versionInfo"], os_package["primaryPackagePurpose"]) == \
+        ("debian", "13.2", "OPERATING-SYSTEM")
 
     bom = json.loads(cdx.read_text())
-    assert bom["metadata"]["component"] == {"type": "operating-system", "bom-ref": "image:infra", "name": "infra",
+    assert bom["metadata"]["component"] == {"type": "platform", "bom-ref": "image:infra", "name": "infra",
                                             "version": "20261130.120000"}
+    (os_component,) = [c for c in bom["components"] if c["type"] == "operating-system"]
+    assert (os_component["name"], os_component["version"]) == ("debian", "13.2")
+    depends = {d["ref"]: d["dependsOn"] for d in bom["dependencies"]}
+    assert len(depends[os_component["bom-ref"]]) == len(installed)
     (probe,) = [c for c in bom["components"] if c["type"] == "container"]
-    assert probe["name"] == "golden/probe" and len(probe["components"]) == len(read_packages(container))
+    assert probe["name"] == "golden/probe" and len(probe["components"]) == len(read_packages(container)) + 1
     libs = {c["name"]: c for c in bom["components"] if c["type"] == "library"}
     assert len(libs) == len(installed) and libs["bash"]["purl"] == ref["referenceLocator"]
     assert {"name": "debian:source", "value": "bash"} in libs["bash"]["properties"]
@@ -80,13 +92,13 @@ def test_both_sboms_of_a_real_package_set_pass_the_reference_validators(host_roo
 
 def test_the_validators_refuse_what_is_wrong(host_rootfs, tmp_path):
     """The checks above can fail: a broken identifier or license is caught."""
-    spdx, cdx = write_sboms(tmp_path, "infra", "20261130.120000", "2026-11-30T12:00:00Z", "trixie", host_rootfs, {})
+    spdx, cdx = write_sboms(tmp_path, "infra", "20261130.120000", "2026-11-30T12:00:00Z", host_rootfs, {})
     document = json.loads(spdx.read_text())
     document["packages"][1]["licenseDeclared"] = "Not A License"
     spdx.write_text(json.dumps(document))
     assert _spdx_problems(spdx)
     bom = json.loads(cdx.read_text())
-    bom["components"][0]["licenses"] = [{"license": {"id": "GPL-2+"}}]  # a Debian name, not an SPDX id
+    bom["components"][1]["licenses"] = [{"license": {"id": "GPL-2+"}}]  # a Debian name, not an SPDX id
     cdx.write_text(json.dumps(bom))
     assert _cdx_problem(cdx) is not None
 
@@ -96,6 +108,8 @@ def test_the_validators_refuse_what_is_wrong(host_rootfs, tmp_path):
     ("LGPL-2", "LGPL-2.0-only"), ("GPLv3+", "GPL-3.0-or-later"), ("GPL-2.0+", "GPL-2.0-or-later"),
     ("AGPL-3+", "AGPL-3.0-or-later"), ("Expat", "MIT"), ("BSD-3-clause", "BSD-3-Clause"), ("zlib", "Zlib"),
     ("GFDL-1.3+", "GFDL-1.3-or-later"), ("Apache-2.0", "Apache-2.0"), ("public-domain", None), ("GPL", None),
+    ("AGPL-3.0+", "AGPL-3.0-or-later"), ("Artistic", "Artistic-1.0-Perl"), ("GPL-2.0-or-later", "GPL-2.0-or-later"),
+    ("lgpl-2.1-only", "LGPL-2.1-only"),
 ])
 def test_debian_license_names_map_to_spdx(debian, spdx):
     assert spdx_id(debian) == spdx
@@ -103,7 +117,7 @@ def test_debian_license_names_map_to_spdx(debian, spdx):
 
 def test_license_expressions():
     assert spdx_expression(()) == "NOASSERTION"
-    assert spdx_expression(("GPL-1+ or Artistic",)) == "GPL-1.0-or-later OR Artistic-1.0"
+    assert spdx_expression(("GPL-1+ or Artistic",)) == "GPL-1.0-or-later OR Artistic-1.0-Perl"
     assert spdx_expression(("Expat", "BSD-3-clause", "BSD-3-Clause")) == "MIT AND BSD-3-Clause"
     assert spdx_expression(("GPL-2+ with Autoconf exception", "MIT or GPL-2")) == \
         "LicenseRef-GPL-2-with-Autoconf-exception AND (MIT OR GPL-2.0-only)"
@@ -129,8 +143,17 @@ def test_epochs_and_sources_reach_the_purl(tmp_path):
                                        "Architecture: amd64\nSource: a-src (2.0+dfsg-0.1)\n", {})
     (package,) = read_packages(tar)
     assert package == Package("a", "1:2.0+dfsg-1", "amd64", "a-src", "2.0+dfsg-0.1", ())
-    from golden.build.sbom import purl
-    assert purl(package, "trixie") == "pkg:deb/debian/a@1%3A2.0%2Bdfsg-1?arch=amd64&distro=trixie"
+    from golden.build.sbom import purl, read_system
+    assert purl(package, read_system(tar).distro) == "pkg:deb/debian/a@1%3A2.0%2Bdfsg-1?arch=amd64&distro=debian-13.2"
+
+
+def test_a_package_whose_doc_directory_is_its_sources_gets_that_copyright(tmp_path):
+    """dpkg path-excludes drop doc symlinks (libgcc-s1 -> gcc-14-base): the source's copyright file counts."""
+    dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: GPL-3+\n"
+    status = "".join(f"Package: {p}\nStatus: install ok installed\nVersion: 14.2-1\nArchitecture: amd64\n"
+                     f"Source: gcc-14\n\n" for p in ("gcc-14-base", "libgcc-s1"))
+    packages = read_packages(_fs_tar(tmp_path / "fs.tar", status, {"gcc-14-base": dep5}))
+    assert [p.licenses for p in packages] == [("GPL-3+",), ("GPL-3+",)]
 
 
 def test_a_tar_without_a_dpkg_database_is_refused(tmp_path):
