@@ -11,9 +11,11 @@ disk=/dev/$(lsblk -no PKNAME "$root_dev")
 esp=$(lsblk -nrpo NAME,PARTTYPE "$disk" | awk 'tolower($2) == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" { print $1 }')
 esp_uuid=$(blkid -s UUID -o value "$esp")
 
+# The ESP is mounted when first used (GRUB and shim upgrades), not waited
+# for at every boot.
 cat > /etc/fstab <<FSTAB
 UUID=$GOLDEN_ROOT_UUID / ext4 errors=remount-ro 0 1
-UUID=$esp_uuid /boot/efi vfat umask=0077 0 1
+UUID=$esp_uuid /boot/efi vfat umask=0077,noauto,x-systemd.automount 0 2
 FSTAB
 mkdir -p /boot/efi
 mount /boot/efi

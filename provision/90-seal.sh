@@ -9,6 +9,10 @@ rm -rf /var/lib/apt/lists/*
 # An empty machine-id makes systemd generate a fresh one on each host's first boot.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+# Timers' last runs are this build's: a host that boots the image days later
+# would catch them all up during its first boot (dpkg-db-backup, apt-daily,
+# e2scrub, fstrim). Without a stamp, each timer starts counting at first boot.
+rm -f /var/lib/systemd/timers/stamp-*
 # cloud-init never ran here (no seed); make sure it starts fresh on each host.
 cloud-init clean --logs
 # golden-ssh-hostkeys.service makes new host keys on first boot.

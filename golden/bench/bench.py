@@ -38,12 +38,12 @@ from golden.vm.runner import BuildLog, capture
 
 # measure: (target, unit, what)
 TARGETS = {
-    "cold_build_s": (240, "s", "cold build, empty caches, mirror reachable"),
+    "cold_build_s": (180, "s", "cold build, empty caches, mirror reachable"),
     "noop_rebuild_s": (3, "s", "rebuild with nothing changed (archives checked, no VM started)"),
-    "template_rebuild_s": (120, "s", "rebuild after editing one provisioning template"),
-    "test_s": (180, "s", "./inv test image validation (boot, tests, destroy)"),
-    "boot_to_ssh_s": (20, "s", "boot of the built box to SSH ready"),
-    "box_mb": (250, "MB", "compressed box size"),
+    "template_rebuild_s": (90, "s", "rebuild after editing one provisioning template"),
+    "test_s": (180, "s", "image validation (boot, tests, destroy, fresh host)"),
+    "boot_to_ssh_s": (15, "s", "boot of the built box to SSH ready"),
+    "box_mb": (220, "MB", "compressed box size"),
 }
 EDITED_TEMPLATE = Path("provision/templates/etc/hosts.j2")
 COPIED = ["tasks.py", "pyproject.toml", "golden", "images", "provision"]  # what a build reads
@@ -87,6 +87,35 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
     return out
 
 
+def seconds_by_test_file(reports: list[Path]) -> dict[str, float]:
+    """Seconds spent in each test file, from pytest's JUnit reports."""
+    import xml.etree.ElementTree as ET
+    seconds: dict[str, float] = {}
+    for report in reports:
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = case.get("file") or case.get("classname", "?").replace(".", "/") + ".py"
+            seconds[name] = round(seconds.get(name, 0.0) + float(case.get("time", 0)), 1)
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
+def boot_phases(analyze: str, blame: str, top: int = 10) -> dict:
+    """systemd-analyze's phases ("kernel", "initrd", "userspace", ... in
+    seconds) and the units that took longest (`systemd-analyze blame`)."""
+    def seconds(text: str) -> float:
+        total = 0.0
+        for value, unit in re.findall(r"([0-9.]+)(min|ms|us|s)", text):
+            total += float(value) * {"min": 60, "s": 1, "ms": 1e-3, "us": 1e-6}[unit]
+        return round(total, 2)
+    first = analyze.splitlines()[0] if analyze else ""
+    phases = {name: seconds(value) for value, name in re.findall(r"((?:[0-9.]+(?:min|ms|us|s) ?)+) \((\w+)\)", first)}
+    units = []
+    for line in blame.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            units.append((parts[-1], seconds(" ".join(parts[:-1]))))
+    return {"phases": phases, "slowest_units": units[:top]}
+
+
 def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
     """Boots the box's disk as a throwaway VM: time to SSH, then the socket
     vs TCP benchmark inside it."""
@@ -98,6 +127,8 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
     try:
         client = vm.login("vagrant", paramiko.PKey.from_path(private), timeout=600, step=0.5)
         boot = round(time.monotonic() - start, 1)
+        _run(client, "systemctl is-system-running --wait || true")
+        phases = boot_phases(_run(client, "systemd-analyze time"), _run(client, "systemd-analyze blame --no-pager"))
         sftp = client.open_sftp()
         sftp.put(str(Path(__file__).with_name("socket_vs_tcp.sh")), "/tmp/bench.sh")
         sftp.close()
@@ -105,7 +136,7 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
         client.close()
     finally:
         vm.stop()
-    results = {"boot_to_ssh_s": boot}
+    results = {"boot_to_ssh_s": boot, "boot_phases": phases}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
         results[key] = float(value) if re.fullmatch(r"[0-9.]+", value) else None
@@ -183,6 +214,14 @@ def _markdown(report: dict) -> str:
     lines += ["", "Stage seconds:", ""]
     for run, stages in report["stages"].items():
         lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    boot = report.get("boot") or {}
+    if boot:
+        lines += ["", "## Where the boot goes (`systemd-analyze`, the box booted by QEMU)", "",
+                  "Phases: " + ", ".join(f"{k} {v} s" for k, v in boot["phases"].items()) + ".", "",
+                  "Slowest units: " + ", ".join(f"{unit} {secs} s" for unit, secs in boot["slowest_units"]) + "."]
+    if report.get("validation_test_files"):
+        lines += ["", "## Where the validation goes (seconds per test file)", "",
+                  ", ".join(f"{name} {secs}" for name, secs in report["validation_test_files"].items()) + "."]
     lines += ["", f"Reused by the one-template rebuild: {', '.join(report['template_rebuild_reused']) or 'nothing'}",
               "", "## Unix socket vs TCP loopback (ADR-002), inside a VM of the image", "",
               "| measure | socket | TCP 127.0.0.1 | socket / TCP |", "| --- | --- | --- | --- |"]
@@ -232,7 +271,7 @@ def _sizes_without_fstrim(repo: Path, image: str, env: dict, artifacts: Path, lo
 
 
 def _report(started, image: str, accelerator: str, figures: dict, stages: dict, reused: list, steps: list,
-            vm_results: dict) -> dict:
+            vm_results: dict, breakdown: dict) -> dict:
     return {
         "started_at": started.isoformat(timespec="seconds"), "image": image,
         "host": {"cores": os.cpu_count(), "accelerator": accelerator,
@@ -241,6 +280,7 @@ def _report(started, image: str, accelerator: str, figures: dict, stages: dict, 
         "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None and figures[k] <= t}
                     for k, (t, u, w) in TARGETS.items()},
         "stages": stages, "template_rebuild_reused": reused, "size_steps": steps,
+        "boot": breakdown["boot"], "validation_test_files": breakdown["test_files"],
         "socket_vs_tcp": dict(vm_results, ratios={
             "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
             "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),
@@ -276,9 +316,11 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
+        breakdown = {"boot": vm_results.pop("boot_phases"), "test_files": seconds_by_test_file(
+            [r for r in (second / "test-report.xml", second / "fresh-host-report.xml") if r.is_file()])}
         without_fstrim = _sizes_without_fstrim(repo, image, env, artifacts, log)
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
-            read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results)
+            read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown)
         json_path = out_dir / f"{stamp}.json"
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / f"{stamp}.md").write_text(_markdown(report))

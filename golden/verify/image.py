@@ -47,9 +47,12 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
                     vms.add_box()
                     vms.up()
                 ssh_config = vms.write_ssh_config(work / "ssh-config")
+                # The first boot is by BIOS; the reboot test restarts the VM by UEFI with Secure Boot.
+                restart = vms.write_restart_script(work / "restart-by-uefi", "uefi")
                 with log.stage("tests/image"):
                     run_pytest("image", report, f"--hosts=paramiko://{MACHINES[0]}", f"--ssh-config={ssh_config}",
-                               f"--golden-manifest={manifest_path}", wrap=session.wrap)
+                               f"--golden-manifest={manifest_path}", f"--golden-restart={restart}",
+                               wrap=session.wrap)
             finally:
                 with log.stage("destroy"):
                     vms.destroy()

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 from golden.errors import GoldenError
 from golden.paths import VAGRANT_DIR
-from golden.vm.libvirt import LibvirtSession, delete_volumes
+from golden.vm.libvirt import URI, LibvirtSession, delete_volumes
 from golden.vm.runner import BuildLog
+
+
+NVRAM_ROOT = Path("/var/lib/libvirt/qemu/nvram")
 
 
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
@@ -25,17 +30,34 @@ class VagrantVMs:
         self.box_file, self.box_name, self.machines = box_file, box_name, machines
         self.work, self.session, self.log = work, session, log
         work.mkdir(parents=True, exist_ok=True)
+        # UEFI variables of these VMs (libvirt's directory: its QEMU user reaches it); removed with them.
+        self.nvram_dir = NVRAM_ROOT / work.name
         self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
+                               GOLDEN_NVRAM_DIR=str(self.nvram_dir), GOLDEN_FIRMWARE="bios",
                                **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}))
 
-    def _vagrant(self, *args: str) -> None:
-        self.log.run(self.session.wrap(["vagrant", *args]), cwd=VAGRANT_DIR, env=self.env)
+    def _vagrant(self, *args: str, firmware: str = "bios") -> None:
+        env = dict(self.env, GOLDEN_FIRMWARE=firmware)
+        self.log.run(self.session.wrap(["vagrant", *args]), cwd=VAGRANT_DIR, env=env)
 
     def add_box(self) -> None:
         self._vagrant("box", "add", "--force", "--name", self.box_name, str(self.box_file))
 
     def up(self) -> None:
         self._vagrant("up", "--provider", "libvirt")
+
+    def write_restart_script(self, path: Path, firmware: str) -> Path:
+        """A script that halts the VMs and starts them again with firmware
+        (bios|uefi); tests/image runs it as its reboot. Its output goes to
+        restart.log in the work directory."""
+        keys = sorted(k for k in self.env if k.startswith(("VAGRANT_", "GOLDEN_")) or k in ("PATH", "HOME"))
+        lines = ["#!/bin/sh", f"exec >>{shlex.quote(str(self.work / 'restart.log'))} 2>&1", "set -e",
+                 *(f"export {k}={shlex.quote(self.env[k])}" for k in keys),
+                 f"cd {shlex.quote(str(VAGRANT_DIR))}", "vagrant halt",
+                 f"GOLDEN_FIRMWARE={shlex.quote(firmware)} vagrant up --provider libvirt"]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o700)
+        return path
 
     def write_ssh_config(self, path: Path) -> Path:
         proc = subprocess.run(self.session.wrap(["vagrant", "ssh-config"]), cwd=VAGRANT_DIR, env=self.env,
@@ -47,15 +69,29 @@ class VagrantVMs:
 
     def destroy(self) -> None:
         """Removes the VMs, the box and its image in the libvirt pool; never raises."""
-        for step in (lambda: self._vagrant("destroy", "--force"),
+        # A VM the reboot test started by UEFI has variables: libvirt undefines it
+        # only when told to keep them (vagrant-libvirt does, for UEFI machines).
+        uefi = any(self.nvram_dir.glob("*_VARS.fd"))
+        for step in (lambda: self._vagrant("destroy", "--force", firmware="uefi" if uefi else "bios"),
                      lambda: self._vagrant("box", "remove", "--force", "--all", self.box_name),
-                     self._delete_box_volumes):
+                     self._undefine_leftovers, self._delete_box_volumes,
+                     lambda: shutil.rmtree(self.nvram_dir, ignore_errors=True)):
             try:
                 step()
             except Exception as exc:  # keep cleaning; the error is in the log
                 self.log.write(f"cleanup step failed: {exc}")
         for serial in sorted(self.work.glob("*-serial.log")):
             self.log.write(f"---- {serial.name} ----\n" + serial.read_text(errors="replace"))
+
+    def _undefine_leftovers(self) -> None:
+        """A domain vagrant destroy left defined would block the next run's
+        `vagrant up` (same name): undefine it with its disk, and say so."""
+        for machine in self.machines:
+            domain = f"vagrant_{machine}"  # vagrant-libvirt's name: the Vagrantfile's directory, then the machine
+            undefine = ["virsh", "-c", URI, "undefine", "--nvram", "--remove-all-storage", domain]
+            proc = subprocess.run(self.session.wrap(undefine), capture_output=True, text=True)
+            if proc.returncode == 0:
+                self.log.write(f"cleanup: vagrant destroy left domain {domain} defined; undefined it")
 
     def _delete_box_volumes(self) -> None:
         delete_volumes(self.box_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image", self.session, self.log)

@@ -2,12 +2,15 @@
 
 The suite runs on --hosts, a VM on its first boot from the box. The built
 artifact's manifest from --golden-manifest tells what the image promises.
-Tests marked `reboot` run last: they restart the VM. Tests marked `fixtures`
+Tests marked `reboot` run last: they restart the VM (with --golden-restart,
+as ./inv test runs them: halted, then started by UEFI with Secure Boot, after
+a first boot by BIOS). Tests marked `fixtures`
 need the test-only apps, sites and auth provider of tests/images: they run
 on those images only (a product image has none of them, which
 test_product.py asserts).
 """
 import json
+import subprocess
 import time
 
 import pytest
@@ -17,6 +20,8 @@ OUTSIDER = "golden-outsider"  # a local user in no client group
 
 def pytest_addoption(parser):
     parser.addoption("--golden-manifest", required=True, help="manifest.json of the artifact under test")
+    parser.addoption("--golden-restart", help="a script that halts the VM and starts it by UEFI with Secure "
+                                              "Boot (./inv test passes one); without it the reboot is in-guest")
 
 
 def pytest_configure(config):
@@ -108,11 +113,15 @@ def start_unix_server(host, unit: str, source: str, sock: str) -> None:
         assert wait_until(lambda: host.file(sock).is_socket, 20), f"{unit} did not bind {sock}"
 
 
-def reboot(host, timeout: float = 300) -> None:
-    """Reboots the VM and reconnects this host's backend."""
+def reboot(host, restart: str | None = None, timeout: float = 300) -> None:
+    """Reboots the VM (restart: a script that halts it and starts it again,
+    e.g. with other firmware) and reconnects this host's backend."""
     boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
-    host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
-    time.sleep(5)
+    if restart:
+        subprocess.run([restart], check=True, timeout=timeout)
+    else:
+        host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
+        time.sleep(5)
 
     def back():
         host.backend.__dict__.pop("client", None)  # paramiko connection of the last boot

@@ -1,0 +1,54 @@
+"""The Vagrantfile's firmware choice, read by the real vagrant (`vagrant
+validate` loads it and its libvirt settings; no VM, no daemon), and the
+restart script the reboot test runs."""
+import subprocess
+
+from golden.paths import VAGRANT_DIR
+from golden.vm.libvirt import LibvirtSession
+from golden.vm.runner import BuildLog
+from golden.vm.vagrant import VagrantVMs, vagrant_env
+
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+
+
+def _validate(tmp_path, **golden):
+    env = vagrant_env(tmp_path / ".vagrant", tmp_path, GOLDEN_BOX="golden-web-1", VAGRANT_HOME=str(tmp_path / "home"),
+                      **golden)
+    return subprocess.run(["vagrant", "validate"], cwd=VAGRANT_DIR, env=env, capture_output=True, text=True)
+
+
+def test_unknown_firmware_is_refused_by_name(tmp_path):
+    proc = _validate(tmp_path, GOLDEN_FIRMWARE="efi")
+    assert proc.returncode != 0
+    assert 'GOLDEN_FIRMWARE: expected bios or uefi, got "efi"' in proc.stderr
+
+
+def test_uefi_machines_get_secure_boot_variables_of_their_own(tmp_path):
+    nvram = tmp_path / "nvram"
+    nvram.mkdir()
+    proc = _validate(tmp_path, GOLDEN_FIRMWARE="uefi", GOLDEN_NVRAM_DIR=str(nvram))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # A copy of the template with Microsoft's keys enrolled and Secure Boot on, per machine and box.
+    assert (nvram / "golden-a-golden-web-1_VARS.fd").read_bytes() == open(OVMF_VARS, "rb").read()
+
+
+def test_bios_machines_have_no_variables(tmp_path):
+    nvram = tmp_path / "nvram"
+    nvram.mkdir()
+    proc = _validate(tmp_path, GOLDEN_NVRAM_DIR=str(nvram))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(nvram.iterdir()) == []
+
+
+def test_restart_script_keeps_hostile_values_as_data(tmp_path):
+    vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", ["golden-a"], tmp_path / "work",
+                     LibvirtSession(netns=None), BuildLog(tmp_path / "log"))
+    vms.env["GOLDEN_MEMORY"] = "1024'; touch pwned; '"
+    script = vms.write_restart_script(tmp_path / "restart", "uefi").read_text()
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    exports = "".join(line + "\n" for line in script.splitlines() if line.startswith("export "))
+    shown = subprocess.run(["sh", "-c", exports + 'printf %s "$GOLDEN_MEMORY"'], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert shown.stdout == "1024'; touch pwned; '"
+    assert not (tmp_path / "pwned").exists()
+    assert script.rstrip().endswith("vagrant halt\nGOLDEN_FIRMWARE=uefi vagrant up --provider libvirt")
