@@ -31,6 +31,7 @@ from golden.errors import GoldenError
 from golden.paths import REPO
 from golden.spec import load_spec
 from golden.verify.image import validate_artifact
+from golden.verify.junit import seconds_by_test_file
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.qemu import QemuVM
@@ -85,17 +86,6 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
     if stdout.channel.recv_exit_status() != 0:
         raise BenchError(f"{command!r} failed in the VM: {err.strip() or out.strip()}")
     return out
-
-
-def seconds_by_test_file(reports: list[Path]) -> dict[str, float]:
-    """Seconds spent in each test file, from pytest's JUnit reports."""
-    import xml.etree.ElementTree as ET
-    seconds: dict[str, float] = {}
-    for report in reports:
-        for case in ET.parse(report).getroot().iter("testcase"):
-            name = case.get("file") or case.get("classname", "?").replace(".", "/") + ".py"
-            seconds[name] = round(seconds.get(name, 0.0) + float(case.get("time", 0)), 1)
-    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
 
 
 def boot_phases(analyze: str, blame: str, top: int = 10) -> dict:

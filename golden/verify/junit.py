@@ -46,3 +46,13 @@ def junit_counts(report: Path) -> Counts:
         counts += Counts(int(s.get("tests", 0)), int(s.get("failures", 0)) + int(s.get("errors", 0)),
                          int(s.get("skipped", 0)))
     return counts
+
+
+def seconds_by_test_file(reports: list[Path]) -> dict[str, float]:
+    """Seconds spent in each test file, from pytest's JUnit reports."""
+    seconds: dict[str, float] = {}
+    for report in reports:
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = case.get("file") or case.get("classname", "?").replace(".", "/") + ".py"
+            seconds[name] = round(seconds.get(name, 0.0) + float(case.get("time", 0)), 1)
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))

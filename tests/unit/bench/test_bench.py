@@ -3,7 +3,8 @@ the guest script it runs (the measurements themselves run in ./inv bench)."""
 import subprocess
 import sys
 
-from golden.bench.bench import TARGETS, _chart, _markdown, boot_phases, seconds_by_test_file, size_steps
+from golden.bench.bench import TARGETS, _chart, _markdown, boot_phases, size_steps
+from golden.verify.junit import seconds_by_test_file
 
 from conftest import REPO
 
