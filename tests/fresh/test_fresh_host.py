@@ -89,6 +89,15 @@ def test_host_made_its_own_identity_on_this_boot(fresh):
             assert int(fresh.check_output(f"stat -c %Y {path}")) >= boot_time, path
 
 
+def test_no_timer_remembers_a_run_from_before_this_boot(fresh):
+    """The seal removes the timer stamps: a Persistent timer whose stamp came
+    from the build would catch up during a fresh host's first boot."""
+    boot_time = int(fresh.check_output("awk '/^btime/ {print $2}' /proc/stat"))
+    stamps = fresh.check_output("find /var/lib/systemd/timers -name 'stamp-*' -printf '%T@ %f\\n'")
+    older = [line for line in stamps.splitlines() if float(line.split()[0]) < boot_time]
+    assert older == []
+
+
 def test_booted_through_uefi_with_secure_boot_enforced(fresh):
     """The fresh host boots through OVMF with Microsoft's keys and Secure Boot
     on: firmware, shim, Debian's signed GRUB and signed kernel all checked."""

@@ -1,10 +1,13 @@
 """The Vagrantfile's firmware choice, read by the real vagrant (`vagrant
 validate` loads it and its libvirt settings; no VM, no daemon), and the
 restart script the reboot test runs."""
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 from golden.paths import VAGRANT_DIR
-from golden.vm.libvirt import LibvirtSession
+from golden.vm.libvirt import URI, LibvirtSession, libvirt_session
 from golden.vm.runner import BuildLog
 from golden.vm.vagrant import VagrantVMs, vagrant_env
 
@@ -52,3 +55,37 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
     assert shown.stdout == "1024'; touch pwned; '"
     assert not (tmp_path / "pwned").exists()
     assert script.rstrip().endswith("vagrant halt\nGOLDEN_FIRMWARE=uefi vagrant up --provider libvirt")
+
+
+def _uefi_domain(name: str, nvram: Path) -> str:
+    return f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type>
+    <loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>
+    <nvram template='{OVMF_VARS}'>{nvram}</nvram></os>
+  <features><acpi/><smm state='on'/></features></domain>"""
+
+
+def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path):
+    """After a failed `vagrant destroy`, the harness undefines the machines'
+    domains (a private libvirtd in its own namespace; the domain never runs)
+    and leaves other domains alone."""
+    machine, other = f"golden-unit-{os.getpid()}", f"vagrant_golden-other-{os.getpid()}"
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    with libvirt_session(tmp_path, say=log.write) as session:
+        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
+        try:
+            for name in (f"vagrant_{machine}", other):
+                nvram = tmp_path / f"{name}_VARS.fd"
+                shutil.copy(OVMF_VARS, nvram)
+                (tmp_path / f"{name}.xml").write_text(_uefi_domain(name, nvram))
+                assert virsh("define", str(tmp_path / f"{name}.xml")).returncode == 0
+            vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
+            vms._undefine_leftovers()
+            assert virsh("dominfo", f"vagrant_{machine}").returncode != 0
+            assert not (tmp_path / f"vagrant_{machine}_VARS.fd").exists()
+            assert virsh("dominfo", other).returncode == 0
+            assert f"vagrant destroy left domain vagrant_{machine} defined; undefined it" in log.path.read_text()
+            vms._undefine_leftovers()  # nothing left: says nothing more
+            assert log.path.read_text().count("undefined it") == 1
+        finally:
+            virsh("undefine", "--nvram", other)
