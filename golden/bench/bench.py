@@ -23,6 +23,7 @@ from pathlib import Path
 import paramiko
 
 from golden import settings
+from golden.bench.packages import package_sizes
 from golden.build import lock
 from golden.build.manifest import read_manifest
 from golden.build.stages import rootfs
@@ -88,9 +89,10 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 900) -> str:
     return out
 
 
-def boot_phases(analyze: str, blame: str, top: int = 10) -> dict:
+def boot_phases(analyze: str, blame: str, chain: str = "", top: int = 10) -> dict:
     """systemd-analyze's phases ("kernel", "initrd", "userspace", ... in
-    seconds) and the units that took longest (`systemd-analyze blame`)."""
+    seconds), the units that took longest (`systemd-analyze blame`) and what
+    sshd waited for (`systemd-analyze critical-chain ssh.service`)."""
     def seconds(text: str) -> float:
         total = 0.0
         for value, unit in re.findall(r"([0-9.]+)(min|ms|us|s)", text):
@@ -103,7 +105,13 @@ def boot_phases(analyze: str, blame: str, top: int = 10) -> dict:
         parts = line.split()
         if len(parts) >= 2:
             units.append((parts[-1], seconds(" ".join(parts[:-1]))))
-    return {"phases": phases, "slowest_units": units[:top]}
+    waited = [line.rstrip() for line in chain.splitlines() if re.search(r"[@+][0-9.]+m?s", line)]
+    return {"phases": phases, "slowest_units": units[:top], "ssh_critical_chain": waited}
+
+
+def package_job_seconds(build_log: str) -> dict[str, float]:
+    """Seconds of each job of the package stage (two run at a time), from a build log."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"package: (\w+) in ([0-9.]+)s", build_log)}
 
 
 def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
@@ -118,7 +126,8 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
         client = vm.login("vagrant", paramiko.PKey.from_path(private), timeout=600, step=0.5)
         boot = round(time.monotonic() - start, 1)
         _run(client, "systemctl is-system-running --wait || true")
-        phases = boot_phases(_run(client, "systemd-analyze time"), _run(client, "systemd-analyze blame --no-pager"))
+        phases = boot_phases(_run(client, "systemd-analyze time"), _run(client, "systemd-analyze blame --no-pager"),
+                             _run(client, "systemd-analyze critical-chain --no-pager ssh.service"))
         sftp = client.open_sftp()
         sftp.put(str(Path(__file__).with_name("socket_vs_tcp.sh")), "/tmp/bench.sh")
         sftp.close()
@@ -155,7 +164,8 @@ def size_steps(sizes: dict, without_excludes: int, without_fstrim: dict) -> list
         return round(size / 1e6, 1)
     return [
         ("rootfs tar, everything installed", mb(without_excludes), None),
-        ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", mb(sizes["rootfs_tar"]),
+        ("rootfs tar without docs, man pages, foreign locales, drivers no VM needs (dpkg path-excludes)",
+         mb(sizes["rootfs_tar"]),
          mb(without_excludes - sizes["rootfs_tar"])),
         ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
          mb(without_fstrim["sealed_qcow2"]), None),
@@ -209,6 +219,12 @@ def _markdown(report: dict) -> str:
         lines += ["", "## Where the boot goes (`systemd-analyze`, the box booted by QEMU)", "",
                   "Phases: " + ", ".join(f"{k} {v} s" for k, v in boot["phases"].items()) + ".", "",
                   "Slowest units: " + ", ".join(f"{unit} {secs} s" for unit, secs in boot["slowest_units"]) + "."]
+        if boot.get("ssh_critical_chain"):
+            lines += ["", "What sshd waited for (`systemd-analyze critical-chain ssh.service`):", "", "```",
+                      *boot["ssh_critical_chain"], "```"]
+    if report.get("package_jobs"):
+        lines += ["", "Package stage of the template rebuild, jobs two at a time (seconds): "
+                  + ", ".join(f"{k} {v}" for k, v in report["package_jobs"].items()) + "."]
     if report.get("validation_test_files"):
         lines += ["", "## Where the validation goes (seconds per test file)", "",
                   ", ".join(f"{name} {secs}" for name, secs in report["validation_test_files"].items()) + "."]
@@ -226,6 +242,13 @@ def _markdown(report: dict) -> str:
         lines += ["", "## Where the size goes", "", "| step | MB | saved MB |", "| --- | --- | --- |"]
         lines += [f"| {step} | {size} | {saved if saved is not None else ''} |"
                   for step, size, saved in report["size_steps"]]
+    if report.get("box_by_package"):
+        rows = report["box_by_package"]
+        lines += ["", "## The rootfs by package (each package's files, zstd on their own at the box's level)", "",
+                  f"All {len(rows)}: {round(sum(r['installed_mb'] for r in rows), 1)} MB installed, "
+                  f"{round(sum(r['compressed_mb'] for r in rows), 1)} MB compressed. The largest:", "",
+                  "| package | installed MB | compressed MB |", "| --- | --- | --- |"]
+        lines += [f"| {r['package']} | {r['installed_mb']} | {r['compressed_mb']} |" for r in rows[:25]]
     lines += ["", "Reproduce: `./inv bench` (about 20 minutes on 2 cores under TCG).", ""]
     return "\n".join(lines)
 
@@ -271,6 +294,7 @@ def _report(started, image: str, accelerator: str, figures: dict, stages: dict, 
                     for k, (t, u, w) in TARGETS.items()},
         "stages": stages, "template_rebuild_reused": reused, "size_steps": steps,
         "boot": breakdown["boot"], "validation_test_files": breakdown["test_files"],
+        "package_jobs": breakdown["package_jobs"], "box_by_package": breakdown["by_package"],
         "socket_vs_tcp": dict(vm_results, ratios={
             "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
             "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),
@@ -303,11 +327,17 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         figures["qcow2_mb"] = round(next(second.glob("*.qcow2")).stat().st_size / 1e6, 1)
         with log.stage("rootfs without dpkg path-excludes (size comparison)"):
             without_excludes = rootfs_without_excludes(repo, image, work / "cache", work, log)
+        with log.stage("the rootfs by package, each compressed on its own (size breakdown)"):
+            tars = list((work / "cache" / "rootfs").glob("*/rootfs.tar"))
+            if len(tars) != 1:
+                raise BenchError(f"expected the one rootfs of the bench's builds, found {len(tars)}")
+            by_package = package_sizes(tars[0], work / "by-package")
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
         breakdown = {"boot": vm_results.pop("boot_phases"), "test_files": seconds_by_test_file(
-            [r for r in (second / "test-report.xml", second / "fresh-host-report.xml") if r.is_file()])}
+            [r for r in (second / "test-report.xml", second / "fresh-host-report.xml") if r.is_file()]),
+            "package_jobs": package_job_seconds((second / "build.log").read_text()), "by_package": by_package}
         without_fstrim = _sizes_without_fstrim(repo, image, env, artifacts, log)
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
             read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown)

@@ -48,6 +48,7 @@ class BuildLog:
         """Runs cmd with stdout+stderr appended to the log; on failure raises
         GoldenError with the last lines of its output."""
         self.write(f"$ {shlex.join(str(c) for c in cmd)}" + (f" <<EOF\n{input}EOF" if input else ""))
+        start = time.monotonic()
         with self.path.open("a") as f:
             offset = f.tell()
             # Its own process group: an interrupt stops the tool and everything it
@@ -65,6 +66,7 @@ class BuildLog:
             finally:
                 with _RUNNING_LOCK:
                     _RUNNING.discard(proc)
+        self.write(f"$ ({Path(str(cmd[0])).name}: exit {proc.returncode} after {time.monotonic() - start:.1f}s)")
         if proc.returncode != 0:
             with self.path.open() as f:
                 f.seek(offset)

@@ -17,7 +17,10 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Callable
 
 from golden.build.cache import sha256_file
 from golden.build.formats import SUFFIXES, make_format
@@ -136,6 +139,26 @@ def write_sha256sums(files: list[dict], dest: Path) -> None:
     dest.write_text(sha256sums_text(files))
 
 
+def in_parallel(jobs: dict[str, Callable], log: BuildLog, workers: int = 2) -> dict:
+    """Runs the jobs (longest first) `workers` at a time and logs each one's
+    seconds; returns their results by name. A failure is raised once every
+    job has ended, so none is left writing. Two at a time: the compressors
+    use both cores, but the vmdk's deflate, the comparisons and the SBOMs
+    use one."""
+    def timed(name: str, job: Callable):
+        start = time.monotonic()
+        result = job()
+        log.say(f"    package: {name} in {time.monotonic() - start:.1f}s")
+        return result
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(timed, name, job) for name, job in jobs.items()}
+        wait(futures.values())
+    for future in futures.values():
+        if future.exception() is not None:
+            raise future.exception()
+    return {name: future.result() for name, future in futures.items()}
+
+
 def run(ctx) -> None:
     """The artifact's files from the sealed disk: the compressed qcow2, the
     box (with Vagrant's login), the spec's other outputs (raw, vmdk, vhdx),
@@ -144,15 +167,23 @@ def run(ctx) -> None:
     sealed = ctx.results["provision"]["sealed"]
     qcow2 = out / f"{spec.name}-{ctx.version}.qcow2"
     box = out / f"{spec.name}-{ctx.version}.libvirt.box"
-    compress_qcow2(sealed, qcow2, ctx.log)
-    make_box_disk(sealed, ctx.login_key[1], out / "work" / "box.img", ctx.log)
-    make_box(out / "work" / "box.img", spec.disk.size_bytes, box)
-    sboms = write_sboms(out, spec.name, ctx.version, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        ctx.results["rootfs"] / "rootfs.tar",
-                        {name: built["tar"] for name, built in ctx.results["containers"].items()})
-    extra = [make_format(fmt, sealed, out, f"{spec.name}-{ctx.version}", ctx.log)
-             for fmt in spec.outputs if fmt in SUFFIXES]
-    files = describe_files([qcow2, box, *extra, *sboms])
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def make_vagrant_box() -> None:
+        make_box_disk(sealed, ctx.login_key[1], out / "work" / "box.img", ctx.log)
+        make_box(out / "work" / "box.img", spec.disk.size_bytes, box)
+
+    def as_format(fmt: str) -> Callable:
+        return lambda: make_format(fmt, sealed, out, f"{spec.name}-{ctx.version}", ctx.log)
+
+    # Longest first (build log, 2 cores): vmdk 27 s, raw 23 s, box 16 s, qcow2 4 s, vhdx 3 s.
+    jobs = {"vmdk": as_format("vmdk"), "raw": as_format("raw"), "box": make_vagrant_box,
+            "qcow2": lambda: compress_qcow2(sealed, qcow2, ctx.log), "vhdx": as_format("vhdx"),
+            "sboms": lambda: write_sboms(out, spec.name, ctx.version, created, ctx.results["rootfs"] / "rootfs.tar",
+                                         {name: built["tar"] for name, built in ctx.results["containers"].items()})}
+    made = in_parallel({name: job for name, job in jobs.items() if name not in SUFFIXES or name in spec.outputs},
+                       ctx.log)
+    files = describe_files([qcow2, box, *(made[fmt] for fmt in spec.outputs if fmt in SUFFIXES), *made["sboms"]])
     write_sha256sums(files, out / "SHA256SUMS")
     ctx.results["package"] = {
         "files": files,

@@ -40,6 +40,7 @@ def _qemu_args(kernel: Path, initrd: Path, root_uuid: str, serial_log: Path,
         ["-netdev", "user,id=user.0,restrict=on,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"],
         ["-device", "virtio-net,netdev=user.0"],
         ["-serial", f"file:{serial_log}"],
+        ["-display", "none"],
     ]
     # Container images reach the build VM as read-only disks, not over SSH:
     # large uploads through QEMU's user network stalled now and then.
@@ -74,9 +75,10 @@ def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, 
             "memory": spec.vm.memory,
             "cpus": spec.vm.cpus,
             "headless": True,
-            "vnc_bind_address": "127.0.0.1",
+            # No VNC: nothing is typed at boot, and Packer would first sleep 10 s
+            # (its boot_wait, which "0s" does not turn off).
+            "disable_vnc": True,
             "qemuargs": qemuargs,
-            "boot_wait": "0s",
             "communicator": "ssh",
             "ssh_host": "127.0.0.1",
             "ssh_username": "vagrant",

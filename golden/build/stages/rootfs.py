@@ -32,6 +32,20 @@ BASE_PACKAGES = ["systemd-sysv", "udev", "dbus", "e2fsprogs", "dosfstools", "ope
 # devices (e1000/e1000e, AHCI, LSI SCSI, ...); cloud only virtio, Hyper-V,
 # VMware's vmxnet3/pvscsi, NVMe and AHCI, for a third of the size.
 KERNEL_PACKAGES = {"generic": "linux-image-amd64", "cloud": "linux-image-cloud-amd64"}
+# Kernel modules for hardware no VM presents (wireless, Bluetooth, sound,
+# cameras and TV cards, sensors, the GPUs of real machines) and Podman's own
+# test binary: 60 MB of the generic kernel's 100 MB of modules and 36 MB of
+# Podman, 56 MB of the box. The settings stay in the image's
+# /etc/dpkg/dpkg.cfg.d, so kernel updates on a host leave them out too.
+UNNEEDED_KERNEL_DIRS = ["drivers/net/wireless", "net/wireless", "net/mac80211", "drivers/bluetooth",
+                        "net/bluetooth", "drivers/media", "sound", "drivers/iio", "drivers/staging",
+                        "drivers/comedi", "drivers/nfc", "net/nfc", "drivers/isdn", "drivers/net/wwan",
+                        "drivers/net/can", "net/can", "drivers/gpu/drm/amd", "drivers/gpu/drm/nouveau",
+                        "drivers/gpu/drm/i915", "drivers/gpu/drm/xe", "drivers/gpu/drm/radeon",
+                        "drivers/gpu/drm/gma500"]
+DPKG_OPTIONS = mmdebstrap.DPKG_OPTIONS + [f"path-exclude=/usr/lib/modules/*/kernel/{d}/*"
+                                          for d in UNNEEDED_KERNEL_DIRS] + [
+    "path-exclude=/usr/libexec/podman/podman-testing"]
 
 
 def all_packages(spec: ImageSpec) -> list[str]:
@@ -39,7 +53,7 @@ def all_packages(spec: ImageSpec) -> list[str]:
 
 
 def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path, package_args: list[str],
-                       mirrors: list[str], dpkg_options: list[str] = mmdebstrap.DPKG_OPTIONS) -> list[str]:
+                       mirrors: list[str], dpkg_options: list[str] = DPKG_OPTIONS) -> list[str]:
     return mmdebstrap.command(
         spec, variant=spec.base.variant, packages=all_packages(spec), target=out_dir / "rootfs.tar",
         packages_file=out_dir / "packages.tsv", package_args=package_args, mirrors=mirrors,

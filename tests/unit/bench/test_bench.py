@@ -3,7 +3,7 @@ the guest script it runs (the measurements themselves run in ./inv bench)."""
 import subprocess
 import sys
 
-from golden.bench.bench import TARGETS, _chart, _markdown, boot_phases, size_steps
+from golden.bench.bench import TARGETS, _chart, _markdown, boot_phases, package_job_seconds, size_steps
 from golden.verify.junit import seconds_by_test_file
 
 from conftest import REPO
@@ -52,7 +52,8 @@ def test_size_steps_show_what_each_step_saves():
     steps = size_steps({"rootfs_tar": 900_000_000, "sealed_qcow2": 1_100_000_000, "qcow2": 500_000_000,
                         "box": 400_000_000}, without_excludes=985_000_000,
                        without_fstrim={"sealed_qcow2": 1_300_000_000, "box": 450_000_000})
-    assert steps[1] == ("rootfs tar without docs, man pages, foreign locales (dpkg path-excludes)", 900.0, 85.0)
+    assert steps[1] == ("rootfs tar without docs, man pages, foreign locales, drivers no VM needs (dpkg path-excludes)",
+                        900.0, 85.0)
     assert steps[2] == ("sealed disk after provisioning and apt clean, without fstrim (qcow2, compacted)",
                         1300.0, None)
     assert steps[3] == ("sealed disk after fstrim (qcow2, compacted)", 1100.0, 200.0)
@@ -74,6 +75,17 @@ BLAME = """13.512s postgresql@17-main.service
 """
 
 
+CHAIN = """The time when unit became active or started is printed after the "@" character.
+The time the unit took to start is printed after the "+" character.
+
+ssh.service +612ms
+\u2514\u2500network.target @12.790s
+  \u2514\u2500systemd-networkd.service @9.503s +3.242s
+    \u2514\u2500-.mount @5.2s
+      \u2514\u2500system.slice
+"""
+
+
 def test_boot_phases_read_systemd_analyze():
     phases = boot_phases(ANALYZE, BLAME, top=3)
     assert phases["phases"] == {"kernel": 6.12, "initrd": 2.5, "userspace": 63.2}
@@ -82,6 +94,22 @@ def test_boot_phases_read_systemd_analyze():
     uefi = boot_phases("Startup finished in 4.1s (firmware) + 3.2s (loader) + 5s (kernel) + 20.5s (userspace) = 32.8s",
                        "")
     assert uefi["phases"] == {"firmware": 4.1, "loader": 3.2, "kernel": 5.0, "userspace": 20.5}
+    chain = boot_phases(ANALYZE, BLAME, CHAIN)["ssh_critical_chain"]
+    assert chain == ["ssh.service +612ms", "\u2514\u2500network.target @12.790s",
+                     "  \u2514\u2500systemd-networkd.service @9.503s +3.242s", "    \u2514\u2500-.mount @5.2s"]
+    md = _markdown(dict(REPORT, boot=boot_phases(ANALYZE, BLAME, CHAIN)))
+    assert "```\nssh.service +612ms\n" in md
+
+
+def test_package_job_seconds_from_a_build_log(tmp_path):
+    from golden.build.stages.package import in_parallel
+    from golden.vm.runner import BuildLog
+    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"), label="infra: ")
+    in_parallel({"box": lambda: None, "vmdk": lambda: None}, log)
+    seconds = package_job_seconds(log.path.read_text())
+    assert set(seconds) == {"box", "vmdk"} and all(0 <= s < 5 for s in seconds.values())
+    md = _markdown(dict(REPORT, package_jobs=seconds))
+    assert "Package stage of the template rebuild, jobs two at a time (seconds): box " in md
 
 
 def test_seconds_by_test_file_from_a_real_junit_report(tmp_path):
@@ -98,3 +126,11 @@ def test_seconds_by_test_file_from_a_real_junit_report(tmp_path):
     md = _markdown(dict(REPORT, boot=boot_phases(ANALYZE, BLAME), validation_test_files=seconds))
     assert "Phases: kernel 6.12 s, initrd 2.5 s, userspace 63.2 s." in md
     assert "postgresql@17-main.service 13.51 s" in md
+
+
+def test_the_report_shows_the_largest_packages_and_the_total():
+    rows = [{"package": "libllvm19", "installed_mb": 130.0, "compressed_mb": 33.4},
+            {"package": "caddy", "installed_mb": 40.4, "compressed_mb": 14.0}]
+    md = _markdown(dict(REPORT, box_by_package=rows))
+    assert "All 2: 170.4 MB installed, 47.4 MB compressed. The largest:" in md
+    assert "| libllvm19 | 130.0 | 33.4 |" in md

@@ -19,6 +19,19 @@ def test_failure_names_the_tool_and_shows_its_last_lines(tmp_path):
     assert "the real reason" in (tmp_path / "build.log").read_text()
 
 
+def test_each_command_logs_how_long_it_took(tmp_path):
+    """The build log's breakdown below a stage: every tool's exit and seconds."""
+    log = BuildLog(tmp_path / "build.log")
+    log.run(["sh", "-c", "sleep 0.3"])
+    with pytest.raises(GoldenError):
+        log.run(["sh", "-c", "exit 2"])
+    lines = (tmp_path / "build.log").read_text().splitlines()
+    assert lines[0] == "$ sh -c 'sleep 0.3'"
+    took = float(lines[1].removeprefix("$ (sh: exit 0 after ").removesuffix("s)"))
+    assert 0.3 <= took < 30
+    assert lines[3].startswith("$ (sh: exit 2 after ")
+
+
 def test_interrupt_stops_the_tool_and_everything_it_started(tmp_path):
     """As when ./inv build is stopped during Packer: no plugin or QEMU may linger."""
     pidfile = tmp_path / "grandchild.pid"

@@ -7,7 +7,8 @@ from golden.errors import GoldenError
 
 from golden.build.manifest import read_manifest, record_test, write_manifest
 from golden.build.stages.disk import SECTOR, make_disk, partition
-from golden.build.stages.package import VAGRANT_SUDOERS, describe_files, make_box, make_box_disk, unpack_box, write_sha256sums
+from golden.build.stages.package import (VAGRANT_SUDOERS, describe_files, in_parallel, make_box, make_box_disk,
+                                         unpack_box, write_sha256sums)
 from golden.vm.runner import BuildLog
 from golden.verify.suite import junit_counts
 
@@ -150,3 +151,25 @@ def test_box_disk_refuses_when_the_login_cannot_be_written(tmp_path):
     with pytest.raises(GoldenError, match="box disk: writing /etc/sudoers.d/vagrant into the image failed"):
         make_box_disk(sealed, pubkey, tmp_path / "box.img", log)
     assert not (tmp_path / "box.img").exists()
+
+
+def test_package_jobs_run_two_at_a_time_and_a_failure_waits_for_the_rest(tmp_path):
+    log = quiet_log(tmp_path / "build.log")
+    started = {name: tmp_path / f"{name}.started" for name in ("a", "b")}
+
+    def job(me: str, other: str):
+        # Starts, then waits for the other one to have started: only concurrent jobs both finish.
+        log.run(["sh", "-c", f"touch {started[me]}; i=0; until [ -e {started[other]} ]; do "
+                             f"i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done; echo {me}"])
+        return me
+
+    assert in_parallel({"a": lambda: job("a", "b"), "b": lambda: job("b", "a")}, log) == {"a": "a", "b": "b"}
+    assert "package: a in " in log.path.read_text() and "package: b in " in log.path.read_text()
+
+    def fails():
+        raise GoldenError("vmdk does not hold the disk")
+
+    slow_done = tmp_path / "slow.done"
+    with pytest.raises(GoldenError, match="vmdk does not hold the disk"):
+        in_parallel({"vmdk": fails, "box": lambda: log.run(["sh", "-c", f"sleep 1; touch {slow_done}"])}, log)
+    assert slow_done.exists()  # the other job ran to its end before the error came out

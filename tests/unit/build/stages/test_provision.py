@@ -61,7 +61,7 @@ def test_provisioning_network_is_hermetic_and_loopback_only(template):
     assert netdev.startswith("user,")
     assert "restrict=on" in netdev.split(",")
     assert "hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22" in netdev
-    assert t["builders"][0]["vnc_bind_address"] == "127.0.0.1"
+    assert t["builders"][0]["disable_vnc"] is True and args["-display"] == "none"  # no VNC port, no boot sleep
 
 
 def test_first_boot_is_direct_kernel_boot_of_the_root_uuid(template, tmp_path):
