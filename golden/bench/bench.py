@@ -105,7 +105,7 @@ def boot_phases(analyze: str, blame: str, chain: str = "", top: int = 10) -> dic
         parts = line.split()
         if len(parts) >= 2:
             units.append((parts[-1], seconds(" ".join(parts[:-1]))))
-    waited = [line.rstrip() for line in chain.splitlines() if re.search(r"[@+][0-9.]+m?s", line)]
+    waited = [line.rstrip() for line in chain.splitlines() if re.search(r"[@+][0-9.]+(?:min|ms|us|s)\b", line)]
     return {"phases": phases, "slowest_units": units[:top], "ssh_critical_chain": waited}
 
 
@@ -202,6 +202,16 @@ def _chart(stages: dict[str, dict[str, float]], path: Path) -> None:
     img.save(path)
 
 
+def _by_package_markdown(rows: list[dict], top: int = 25) -> list[str]:
+    return ["", "## The rootfs by package (each package's files, zstd on their own at the box's level)", "",
+            f"{len(rows)} rows (the packages and the files no package owns): "
+            f"{round(sum(r['installed_bytes'] for r in rows) / 1e6, 1)} MB installed, "
+            f"{round(sum(r['compressed_bytes'] for r in rows) / 1e6, 1)} MB compressed. The largest:", "",
+            "| package | installed MB | compressed MB |", "| --- | --- | --- |",
+            *(f"| {r['package']} | {r['installed_bytes'] / 1e6:.1f} | {r['compressed_bytes'] / 1e6:.1f} |"
+              for r in rows[:top])]
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# golden benchmark {report['started_at']}", "",
              f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
@@ -243,12 +253,7 @@ def _markdown(report: dict) -> str:
         lines += [f"| {step} | {size} | {saved if saved is not None else ''} |"
                   for step, size, saved in report["size_steps"]]
     if report.get("box_by_package"):
-        rows = report["box_by_package"]
-        lines += ["", "## The rootfs by package (each package's files, zstd on their own at the box's level)", "",
-                  f"All {len(rows)}: {round(sum(r['installed_mb'] for r in rows), 1)} MB installed, "
-                  f"{round(sum(r['compressed_mb'] for r in rows), 1)} MB compressed. The largest:", "",
-                  "| package | installed MB | compressed MB |", "| --- | --- | --- |"]
-        lines += [f"| {r['package']} | {r['installed_mb']} | {r['compressed_mb']} |" for r in rows[:25]]
+        lines += _by_package_markdown(report["box_by_package"])
     lines += ["", "Reproduce: `./inv bench` (about 20 minutes on 2 cores under TCG).", ""]
     return "\n".join(lines)
 
@@ -328,10 +333,12 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         with log.stage("rootfs without dpkg path-excludes (size comparison)"):
             without_excludes = rootfs_without_excludes(repo, image, work / "cache", work, log)
         with log.stage("the rootfs by package, each compressed on its own (size breakdown)"):
-            tars = list((work / "cache" / "rootfs").glob("*/rootfs.tar"))
+            # One entry, perhaps under a second key too (hard links) when the build refreshed the lock.
+            tars = list({(t.stat().st_dev, t.stat().st_ino): t
+                         for t in (work / "cache" / "rootfs").glob("*/rootfs.tar")}.values())
             if len(tars) != 1:
                 raise BenchError(f"expected the one rootfs of the bench's builds, found {len(tars)}")
-            by_package = package_sizes(tars[0], work / "by-package")
+            by_package = package_sizes(tars[0])
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")

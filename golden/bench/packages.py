@@ -1,13 +1,14 @@
 """Where the box's bytes come from, package by package: each installed
-package's files from the rootfs tar, zstd-compressed on their own at the
-box's level. What no package owns (generated files such as udev's hwdb) is
-one more row. The floor of the box size is the sum of what the products
+package's files from the rootfs tar, zstd-compressed on their own with the
+box's settings. What no package owns (generated files such as udev's hwdb)
+is one more row. The floor of the box size is the sum of what the products
 need."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,12 +18,16 @@ UNOWNED = "(no package: generated files, configuration made at build time)"
 MERGED_USR = ("/bin/", "/sbin/", "/lib/", "/lib64/")
 
 
+def _path(member: tarfile.TarInfo) -> str:
+    """The member's absolute path in the image (tar names are ./usr/... or usr/...)."""
+    return "/" + member.name.removeprefix("./").lstrip("/")
+
+
 def _owners(tar: tarfile.TarFile) -> dict[str, str]:
-    """Path (as in the tar, without its leading '.') -> the package whose
-    dpkg file list names it."""
+    """Path in the image -> the package whose dpkg file list names it."""
     owners = {}
     for member in tar.getmembers():
-        name = member.name.removeprefix(".")
+        name = _path(member)
         if member.isfile() and name.startswith("/var/lib/dpkg/info/") and name.endswith(".list"):
             package = Path(name).stem.split(":")[0]
             for path in tar.extractfile(member).read().decode(errors="replace").splitlines():
@@ -34,26 +39,27 @@ def _owners(tar: tarfile.TarFile) -> dict[str, str]:
 
 def _compressed_size(path: Path, level: int) -> int:
     with path.open("rb") as data:
-        out = subprocess.run(["zstd", "-q", f"-{level}", "-c"], stdin=data, capture_output=True, check=True).stdout
+        out = subprocess.run(["zstd", "-q", f"-{level}", "--long=27", "-c"], stdin=data, capture_output=True,
+                             check=True).stdout
     return len(out)
 
 
-def package_sizes(rootfs_tar: Path, work: Path, level: int = BOX_ZSTD_LEVEL, workers: int = 2) -> list[dict]:
-    """[{package, installed_mb, compressed_mb}], largest compressed first.
-    Each package's files are gathered in one file under work, then compressed."""
-    work.mkdir(parents=True, exist_ok=True)
-    gathered: dict[str, Path] = {}
-    with tarfile.open(rootfs_tar) as tar:
-        owners = _owners(tar)
-        for member in tar.getmembers():
-            if member.isfile():
-                owner = owners.get(member.name.removeprefix("."), UNOWNED)
-                path = gathered.setdefault(owner, work / f"{len(gathered)}.bin")
-                with path.open("ab") as out:
-                    shutil.copyfileobj(tar.extractfile(member), out)
-    with ThreadPoolExecutor(workers) as pool:
-        compressed = dict(zip(gathered, pool.map(lambda path: _compressed_size(path, level), gathered.values())))
-    rows = [{"package": name, "installed_mb": round(path.stat().st_size / 1e6, 1),
-             "compressed_mb": round(compressed[name] / 1e6, 1)} for name, path in gathered.items()]
-    shutil.rmtree(work)
-    return sorted(rows, key=lambda row: row["compressed_mb"], reverse=True)
+def package_sizes(rootfs_tar: Path, level: int = BOX_ZSTD_LEVEL, workers: int = 2) -> list[dict]:
+    """[{package, installed_bytes, compressed_bytes}], largest compressed
+    first. Each package's files are gathered in one temporary file, then
+    compressed."""
+    with tempfile.TemporaryDirectory(prefix="golden-by-package-") as work:
+        gathered: dict[str, Path] = {}
+        with tarfile.open(rootfs_tar) as tar:
+            owners = _owners(tar)
+            for member in tar.getmembers():
+                if member.isfile():
+                    owner = owners.get(_path(member), UNOWNED)
+                    path = gathered.setdefault(owner, Path(work) / f"{len(gathered)}.bin")
+                    with path.open("ab") as out:
+                        shutil.copyfileobj(tar.extractfile(member), out)
+        with ThreadPoolExecutor(workers) as pool:
+            compressed = dict(zip(gathered, pool.map(lambda p: _compressed_size(p, level), gathered.values())))
+        rows = [{"package": name, "installed_bytes": path.stat().st_size, "compressed_bytes": compressed[name]}
+                for name, path in gathered.items()]
+    return sorted(rows, key=lambda row: row["compressed_bytes"], reverse=True)

@@ -66,11 +66,12 @@ class BuildLog:
             finally:
                 with _RUNNING_LOCK:
                     _RUNNING.discard(proc)
-        self.write(f"$ ({Path(str(cmd[0])).name}: exit {proc.returncode} after {time.monotonic() - start:.1f}s)")
         if proc.returncode != 0:
             with self.path.open() as f:
                 f.seek(offset)
                 last = f.read().splitlines()[-tail:]
+        self.write(f"$ ({Path(str(cmd[0])).name}: exit {proc.returncode} after {time.monotonic() - start:.1f}s)")
+        if proc.returncode != 0:
             detail = "\n    ".join(last)
             raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
                               f"full log: {self.path}\n    {detail}")

@@ -90,17 +90,20 @@ def test_the_kernel_has_drivers_for_the_hypervisors_devices(host, manifest):
         assert [d for d in GENERIC_ONLY_DRIVERS if host.run(f"sudo modinfo {d}").rc == 0] == []
 
 
-def test_no_drivers_for_hardware_no_vm_has_and_none_after_a_kernel_update(host):
-    """Wireless, Bluetooth, sound and cameras are left out (dpkg path-excludes,
-    kept in the image for the kernel updates to come): nothing loads them,
-    e.g. cfg80211 that systemd-networkd's nl80211 lookup used to pull in."""
+def test_no_drivers_for_hardware_a_server_vm_does_not_use_now_or_after_updates(host):
+    """Wireless, Bluetooth, sound and cameras, and Podman's test binary, are
+    left out (dpkg path-excludes, kept in the image for the updates to
+    come): nothing loads them, e.g. cfg80211 that systemd-networkd's nl80211
+    lookup used to pull in."""
     kernel = host.check_output("uname -r")
     for driver in ("cfg80211", "mac80211", "bluetooth", "snd", "videodev", "iwlwifi", "amdgpu"):
         assert host.run(f"sudo modinfo -k {kernel} {driver}").rc != 0, driver
     assert host.check_output("lsmod | awk 'NR > 1 {print $1}' | grep -cx cfg80211 || true") == "0"
+    assert not host.file("/usr/libexec/podman/podman-testing").exists
     excludes = host.check_output("cat /etc/dpkg/dpkg.cfg.d/*")
     assert "path-exclude=/usr/lib/modules/*/kernel/drivers/net/wireless/*" in excludes
     assert "path-exclude=/usr/lib/modules/*/kernel/sound/*" in excludes
+    assert "path-exclude=/usr/libexec/podman/podman-testing" in excludes
 
 
 # The disk controllers the root may be on (provision/rootfs/initramfs-tools).

@@ -1,5 +1,6 @@
 """The benchmark's report: figures against targets, Markdown, PNG chart, and
 the guest script it runs (the measurements themselves run in ./inv bench)."""
+import io
 import subprocess
 import sys
 
@@ -99,12 +100,14 @@ def test_boot_phases_read_systemd_analyze():
                      "  \u2514\u2500systemd-networkd.service @9.503s +3.242s", "    \u2514\u2500-.mount @5.2s"]
     md = _markdown(dict(REPORT, boot=boot_phases(ANALYZE, BLAME, CHAIN)))
     assert "```\nssh.service +612ms\n" in md
+    slow = boot_phases(ANALYZE, BLAME, "ssh.service +1.2s\n\u2514\u2500network.target @1min 2.5s\n")
+    assert slow["ssh_critical_chain"][1] == "\u2514\u2500network.target @1min 2.5s"
 
 
 def test_package_job_seconds_from_a_build_log(tmp_path):
     from golden.build.stages.package import in_parallel
     from golden.vm.runner import BuildLog
-    log = BuildLog(tmp_path / "build.log", echo=open("/dev/null", "w"), label="infra: ")
+    log = BuildLog(tmp_path / "build.log", echo=io.StringIO(), label="infra: ")
     in_parallel({"box": lambda: None, "vmdk": lambda: None}, log)
     seconds = package_job_seconds(log.path.read_text())
     assert set(seconds) == {"box", "vmdk"} and all(0 <= s < 5 for s in seconds.values())
@@ -129,8 +132,8 @@ def test_seconds_by_test_file_from_a_real_junit_report(tmp_path):
 
 
 def test_the_report_shows_the_largest_packages_and_the_total():
-    rows = [{"package": "libllvm19", "installed_mb": 130.0, "compressed_mb": 33.4},
-            {"package": "caddy", "installed_mb": 40.4, "compressed_mb": 14.0}]
+    rows = [{"package": "libllvm19", "installed_bytes": 130_000_000, "compressed_bytes": 33_400_000},
+            {"package": "caddy", "installed_bytes": 40_400_000, "compressed_bytes": 14_000_000}]
     md = _markdown(dict(REPORT, box_by_package=rows))
-    assert "All 2: 170.4 MB installed, 47.4 MB compressed. The largest:" in md
+    assert "2 rows (the packages and the files no package owns): 170.4 MB installed, 47.4 MB compressed." in md
     assert "| libllvm19 | 130.0 | 33.4 |" in md

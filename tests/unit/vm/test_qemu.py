@@ -16,9 +16,13 @@ def test_a_silent_forward_is_not_taken_for_sshd_and_the_wait_ends_at_its_timeout
     accepted = []
     threading.Thread(target=lambda: [accepted.append(listener.accept()[0]) for _ in range(100)], daemon=True).start()
     start = time.monotonic()
-    with pytest.raises(GoldenError, match="could not log in by SSH within 3 s"):
-        wait_for_login(listener.getsockname()[1], "vagrant", None, 3, tmp_path / "serial.log", step=0.2)
-    assert 3 <= time.monotonic() - start < 10
-    assert 1 <= len(accepted) <= 5  # each attempt waited out its banner timeout: no busy loop
-    listener.close()
+    try:
+        with pytest.raises(GoldenError, match="could not log in by SSH within 3 s"):
+            wait_for_login(listener.getsockname()[1], "vagrant", None, 3, tmp_path / "serial.log", step=0.2)
+        assert 3 <= time.monotonic() - start < 10
+        assert 1 <= len(accepted) <= 5  # each attempt waited out its banner timeout: no busy loop
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
 

@@ -1,5 +1,9 @@
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -17,7 +21,7 @@ MANIFEST = {"name": "web", "version": "20261122.101500", "built_at": "2026-11-22
             "packages": {"openssh-server": "1:10.0p1-7"}, "files": [], "stages": {"rootfs": 40.0},
             "accelerator": "tcg"}
 
-from conftest import quiet_log
+from conftest import REPO, quiet_log
 
 
 @pytest.fixture
@@ -166,10 +170,51 @@ def test_package_jobs_run_two_at_a_time_and_a_failure_waits_for_the_rest(tmp_pat
     assert in_parallel({"a": lambda: job("a", "b"), "b": lambda: job("b", "a")}, log) == {"a": "a", "b": "b"}
     assert "package: a in " in log.path.read_text() and "package: b in " in log.path.read_text()
 
+    slow_started, slow_done = tmp_path / "slow.started", tmp_path / "slow.done"
+
     def fails():
+        deadline = time.monotonic() + 30
+        while not slow_started.exists():  # fail while the other job runs
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         raise GoldenError("vmdk does not hold the disk")
 
-    slow_done = tmp_path / "slow.done"
     with pytest.raises(GoldenError, match="vmdk does not hold the disk"):
-        in_parallel({"vmdk": fails, "box": lambda: log.run(["sh", "-c", f"sleep 1; touch {slow_done}"])}, log)
-    assert slow_done.exists()  # the other job ran to its end before the error came out
+        in_parallel({"vmdk": fails, "box": lambda: log.run(["sh", "-c", f"touch {slow_started}; sleep 1; "
+                                                                         f"touch {slow_done}"])}, log)
+    assert slow_done.exists()  # the running job ran to its end before the error came out
+    assert "package: vmdk failed after " in log.path.read_text()
+
+
+def test_an_interrupt_stops_the_running_jobs_tools_and_starts_no_queued_job(tmp_path):
+    """As when ./inv build is stopped during the package stage: the tools run
+    in their own sessions, so nothing else would stop them."""
+    pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    queued = tmp_path / "c.started"
+    code = ("import sys; from pathlib import Path\n"
+            "from golden.build.stages.package import in_parallel\n"
+            "from golden.vm.runner import BuildLog\n"
+            f"log = BuildLog(Path({str(tmp_path / 'build.log')!r}), echo=sys.stderr)\n"
+            "tool = lambda pid: lambda: log.run(['sh', '-c', f'sleep 300 & echo $! > {pid}; wait'])\n"
+            f"in_parallel({{'a': tool({str(pids[0])!r}), 'b': tool({str(pids[1])!r}), "
+            f"'c': lambda: Path({str(queued)!r}).touch()}}, log)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not all(p.exists() and p.read_text().strip() for p in pids):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    for pid in (int(p.read_text()) for p in pids):
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid)
+    assert not queued.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
