@@ -33,7 +33,7 @@ class VagrantVMs:
         # UEFI variables of these VMs (libvirt's directory: its QEMU user reaches it); removed with them.
         self.nvram_dir = NVRAM_ROOT / work.name
         self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
-                               GOLDEN_NVRAM_DIR=str(self.nvram_dir), GOLDEN_FIRMWARE="bios",
+                               GOLDEN_NVRAM_DIR=str(self.nvram_dir),
                                **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}))
 
     def _vagrant(self, *args: str, firmware: str = "bios") -> None:

@@ -13,7 +13,7 @@ from golden.build.manifest import read_manifest, record_test, write_manifest
 from golden.build.stages.disk import SECTOR, make_disk, partition
 from golden.build.stages.package import (VAGRANT_SUDOERS, describe_files, in_parallel, make_box, make_box_disk,
                                          unpack_box, write_sha256sums)
-from golden.vm.runner import BuildLog
+from golden.vm.runner import BuildLog, alive
 from golden.verify.suite import junit_counts
 
 MANIFEST = {"name": "web", "version": "20261122.101500", "built_at": "2026-11-22T10:15:00+00:00",
@@ -207,14 +207,8 @@ def test_an_interrupt_stops_the_running_jobs_tools_and_starts_no_queued_job(tmp_
     assert proc.wait(timeout=60) != 0
     for pid in (int(p.read_text()) for p in pids):
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(pid)
+        assert not alive(pid)
     assert not queued.exists()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
