@@ -114,6 +114,30 @@ def package_job_seconds(build_log: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"package: (\w+) in ([0-9.]+)s", build_log)}
 
 
+# Packer's progress lines (stamped by -timestamp-ui) that start each part of the provisioning VM's time.
+PROVISION_MARKS = (("Retrieving ISO", "disk copy in"), ("Starting VM", "boot to SSH"),
+                   ("Connected to SSH", "upload"), ("Downloading ", "facts download"),
+                   ("Gracefully halting", "shutdown"), ("Converting hard drive", "disk copy out"),
+                   ("Build 'qemu' finished", None))
+
+
+def provision_step_seconds(build_log: str) -> dict[str, float]:
+    """Seconds of each part of the provisioning VM's run (boot, each step's
+    script, shutdown...), from the stamped lines Packer writes to a build log."""
+    marks = []
+    for m in re.finditer(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ): (?:==> )?(?:qemu: )?(.*)", build_log):
+        at, text = dt.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")), m.group(2)
+        script = re.search(r"Provisioning with shell script: .*/([0-9]+-[\w-]+)\.sh$", text)
+        name = script.group(1) if script else next((n for mark, n in PROVISION_MARKS if text.startswith(mark)), "")
+        if name != "" and (not marks or marks[-1][1] != name):
+            marks.append((at, name))
+    seconds: dict[str, float] = {}
+    for (at, name), (end, _) in zip(marks, marks[1:]):
+        if name is not None:
+            seconds[name] = seconds.get(name, 0.0) + (end - at).total_seconds()
+    return seconds
+
+
 def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog) -> dict:
     """Boots the box's disk as a throwaway VM: time to SSH, then the socket
     vs TCP benchmark inside it."""
@@ -212,6 +236,17 @@ def _by_package_markdown(rows: list[dict], top: int = 25) -> list[str]:
               for r in rows[:top])]
 
 
+def _build_breakdown_markdown(report: dict) -> list[str]:
+    lines = []
+    if report.get("provision_steps"):
+        lines += ["", "Provisioning VM of the template rebuild (seconds, Packer's stamps): "
+                  + ", ".join(f"{k} {v:g}" for k, v in report["provision_steps"].items()) + "."]
+    if report.get("package_jobs"):
+        lines += ["", "Package stage of the template rebuild, jobs two at a time (seconds): "
+                  + ", ".join(f"{k} {v}" for k, v in report["package_jobs"].items()) + "."]
+    return lines
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# golden benchmark {report['started_at']}", "",
              f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
@@ -232,9 +267,7 @@ def _markdown(report: dict) -> str:
         if boot.get("ssh_critical_chain"):
             lines += ["", "What sshd waited for (`systemd-analyze critical-chain ssh.service`):", "", "```",
                       *boot["ssh_critical_chain"], "```"]
-    if report.get("package_jobs"):
-        lines += ["", "Package stage of the template rebuild, jobs two at a time (seconds): "
-                  + ", ".join(f"{k} {v}" for k, v in report["package_jobs"].items()) + "."]
+    lines += _build_breakdown_markdown(report)
     if report.get("validation_test_files"):
         lines += ["", "## Where the validation goes (seconds per test file)", "",
                   ", ".join(f"{name} {secs}" for name, secs in report["validation_test_files"].items()) + "."]
@@ -299,7 +332,8 @@ def _report(started, image: str, accelerator: str, figures: dict, stages: dict, 
                     for k, (t, u, w) in TARGETS.items()},
         "stages": stages, "template_rebuild_reused": reused, "size_steps": steps,
         "boot": breakdown["boot"], "validation_test_files": breakdown["test_files"],
-        "package_jobs": breakdown["package_jobs"], "box_by_package": breakdown["by_package"],
+        "package_jobs": breakdown["package_jobs"], "provision_steps": breakdown["provision_steps"],
+        "box_by_package": breakdown["by_package"],
         "socket_vs_tcp": dict(vm_results, ratios={
             "pgbench_tps": _ratio(vm_results.get("pgbench_socket_tps"), vm_results.get("pgbench_tcp_tps")),
             "valkey_SET": _ratio(vm_results.get("valkey_socket_SET_rps"), vm_results.get("valkey_tcp_SET_rps")),
@@ -344,7 +378,8 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")
         breakdown = {"boot": vm_results.pop("boot_phases"), "test_files": seconds_by_test_file(
             [r for r in (second / "test-report.xml", second / "fresh-host-report.xml") if r.is_file()]),
-            "package_jobs": package_job_seconds((second / "build.log").read_text()), "by_package": by_package}
+            "package_jobs": package_job_seconds((second / "build.log").read_text()),
+            "provision_steps": provision_step_seconds((second / "build.log").read_text()), "by_package": by_package}
         without_fstrim = _sizes_without_fstrim(repo, image, env, artifacts, log)
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
             read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from golden.build.manifest import read_manifest
@@ -28,33 +29,55 @@ def run_lab_test(echo=sys.stdout) -> Counts:
         return junit_counts(report)
 
 
+class Stopwatch:
+    """Seconds of each named part of a run, in the order they ran."""
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def part(self, name: str, fn, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[name] = round(time.monotonic() - start, 1)
+
+    def summary(self) -> str:
+        total = sum(self.seconds.values())
+        return (f"{total / 60:.1f} min in all (minutes: "
+                + ", ".join(f"{name} {secs / 60:.1f}" for name, secs in self.seconds.items()) + ")")
+
+
 def run_test_suite(specs, echo=sys.stdout) -> bool:
     """tests/unit, then each image validated. Images with no artifact of their
     current inputs are built first, as `./inv build --all -j 2` would: the
-    stages they share are built once. Ends with one 'N passed, N failed' line."""
+    stages they share are built once. Ends with where the time went and one
+    'N passed, N failed' line."""
     total = Counts()
     ok = True
+    watch = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="golden-unit-") as tmp:
-        rc, counts = run_unit_tests(Path(tmp) / "unit.xml")
+        rc, counts = watch.part("unit tests", run_unit_tests, Path(tmp) / "unit.xml")
     total += counts
     if rc != 0 or counts.tests == 0:
         ok = False
         print("unit tests failed: images not validated", file=echo)
     else:
         # Up-to-date artifacts are reused; the others are built (current packages, see freshness.py).
-        built = dict(zip([s.name for s in specs], build_images(specs, jobs=TEST_BUILD_JOBS, echo=echo)))
+        built = dict(zip([s.name for s in specs],
+                         watch.part("builds", build_images, specs, jobs=TEST_BUILD_JOBS, echo=echo)))
         for spec in specs:
             artifact = built[spec.name]
-            counts = validate_artifact(artifact, echo=echo)
+            counts = watch.part(f"validation of {spec.name}", validate_artifact, artifact, echo=echo)
             total += counts
             ok = ok and read_manifest(artifact / "manifest.json")["test"]["passed"]
         lab_images = {m.image for m in load_lab()}
         if ok and lab_images <= {s.name for s in specs}:
-            counts = run_lab_test(echo)
+            counts = watch.part("lab", run_lab_test, echo)
             total += counts
             ok = ok and counts.tests > 0 and counts.failures == 0
         else:
             print(f"lab test (./inv lab.up/down): not run; it needs every lab image "
                   f"({', '.join(sorted(lab_images))}) validated in this run", file=echo)
+    print(f"test: {watch.summary()}", file=echo)
     print(f"test: {total.passed} passed, {total.failures} failed", file=echo)
     return ok and total.tests > 0

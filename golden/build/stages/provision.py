@@ -122,7 +122,8 @@ def packer_env(work_dir: Path) -> dict:
 
 
 def run_packer(template_path: Path, log: BuildLog) -> None:
-    log.run(["packer", "build", "-color=false", "-on-error=cleanup", template_path],
+    # -timestamp-ui: each line stamped (to the second), so the log shows where the VM's time goes.
+    log.run(["packer", "build", "-color=false", "-timestamp-ui", "-on-error=cleanup", template_path],
             cwd=template_path.parent, env=packer_env(template_path.parent))
 
 
