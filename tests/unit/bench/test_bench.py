@@ -4,7 +4,8 @@ import io
 import subprocess
 import sys
 
-from golden.bench.bench import TARGETS, _chart, _markdown, boot_phases, package_job_seconds, size_steps
+from golden.bench.bench import (TARGETS, _chart, _markdown, boot_phases, package_job_seconds, provision_step_seconds,
+                                size_steps)
 from golden.verify.junit import seconds_by_test_file
 
 from conftest import REPO
@@ -137,3 +138,36 @@ def test_the_report_shows_the_largest_packages_and_the_total():
     md = _markdown(dict(REPORT, box_by_package=rows))
     assert "2 rows (the packages and the files no package owns): 170.4 MB installed, 47.4 MB compressed." in md
     assert "| libllvm19 | 130.0 | 33.4 |" in md
+
+
+# Packer's stamped lines from a real build (2026-12-01 09:44, image infra), other lines cut.
+PACKER_LINES = """\
+2026-12-01T09:44:55Z: ==> qemu: Retrieving ISO
+2026-12-01T09:44:55Z: ==> qemu: Starting VM, booting disk image
+2026-12-01T09:44:57Z: ==> qemu: Waiting for SSH to become available...
+2026-12-01T09:45:15Z: ==> qemu: Connected to SSH!
+2026-12-01T09:45:15Z: ==> qemu: Provisioning with shell script: /tmp/packer-shell1606912803
+2026-12-01T09:45:15Z: ==> qemu: Uploading /w/files/ => /tmp/golden
+2026-12-01T09:45:16Z: ==> qemu: Provisioning with shell script: /w/steps/10-bootloader.sh
+2026-12-01T09:45:17Z: ==> qemu: Installing for i386-pc platform.
+2026-12-01T09:45:22Z: ==> qemu: Provisioning with shell script: /w/steps/20-configure.sh
+2026-12-01T09:45:23Z: ==> qemu: Provisioning with shell script: /w/steps/30-services.sh
+2026-12-01T09:45:38Z: ==> qemu: Provisioning with shell script: /w/steps/40-apps.sh
+2026-12-01T09:45:41Z: ==> qemu: Downloading /etc/ansible/facts.d/golden.fact => /w/facts.json
+2026-12-01T09:45:41Z: ==> qemu: Provisioning with shell script: /w/steps/90-seal.sh
+2026-12-01T09:45:43Z:     qemu: /: 2.9 GiB (3135008768 bytes) trimmed
+2026-12-01T09:45:44Z: ==> qemu: Gracefully halting virtual machine...
+2026-12-01T09:45:46Z: ==> qemu: Converting hard drive...
+2026-12-01T09:45:47Z: Build 'qemu' finished after 52 seconds 551 milliseconds.
+"""
+
+
+def test_provision_step_seconds_from_packer_stamps():
+    seconds = provision_step_seconds("[ 4.3s] ==> provision\n" + PACKER_LINES + "$ (packer: exit 0 after 52.6s)\n")
+    assert seconds == {"disk copy in": 0.0, "boot to SSH": 20.0, "upload": 1.0, "10-bootloader": 6.0,
+                       "20-configure": 1.0, "30-services": 15.0, "40-apps": 3.0, "facts download": 0.0,
+                       "90-seal": 3.0, "shutdown": 2.0, "disk copy out": 1.0}
+    assert sum(seconds.values()) == 52.0
+    assert provision_step_seconds("==> qemu: Connected to SSH!\n") == {}  # unstamped: nothing invented
+    md = _markdown(dict(REPORT, provision_steps=seconds))
+    assert "Provisioning VM of the template rebuild (seconds, Packer's stamps): disk copy in 0, boot to SSH 20," in md
