@@ -113,3 +113,21 @@ def test_services_step_renders_apps_and_policy(tmp_path):
     assert '"socket_access": "open"' in step and '"socket_mode": "0777"' in step
     shellcheck = subprocess.run(["sh", "-n", str(tmp_path / "30-services.sh")], capture_output=True)
     assert shellcheck.returncode == 0
+
+
+def test_packer_lines_in_the_build_log_carry_their_time(tmp_path):
+    """The bench's provisioning breakdown (bench.provision_step_seconds) reads
+    these stamps: a real Packer run, with the null builder, through run_packer."""
+    import re
+    from golden.build.stages.provision import run_packer
+    from conftest import quiet_log
+    need("packer")
+    work = tmp_path / "work"
+    work.mkdir()
+    path = write_template({"builders": [{"type": "null", "communicator": "none"}],
+                           "provisioners": [{"type": "shell-local", "inline": ["echo step output"]}]},
+                          work / "packer.json")
+    log = quiet_log(tmp_path / "build.log")
+    run_packer(path, log)
+    text = (tmp_path / "build.log").read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ:\s+null: step output$", text, re.M), text
