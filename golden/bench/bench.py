@@ -121,6 +121,15 @@ PROVISION_MARKS = (("Retrieving ISO", "disk copy in"), ("Starting VM", "boot to 
                    ("Build 'qemu' finished", None))
 
 
+def the_rootfs_tar(cache: Path) -> Path:
+    """The one rootfs entry of the bench's builds, perhaps filed under a second
+    key too (hard links: alias) when the build refreshed the lock."""
+    tars = list({(t.stat().st_dev, t.stat().st_ino): t for t in sorted(cache.glob("rootfs/*/rootfs.tar"))}.values())
+    if len(tars) != 1:
+        raise BenchError(f"expected the one rootfs of the bench's builds, found {len(tars)}")
+    return tars[0]
+
+
 def provision_step_seconds(build_log: str) -> dict[str, float]:
     """Seconds of each part of the provisioning VM's run (boot, each step's
     script, shutdown...), from the stamped lines Packer writes to a build log."""
@@ -367,12 +376,7 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         with log.stage("rootfs without dpkg path-excludes (size comparison)"):
             without_excludes = rootfs_without_excludes(repo, image, work / "cache", work, log)
         with log.stage("the rootfs by package, each compressed on its own (size breakdown)"):
-            # One entry, perhaps under a second key too (hard links) when the build refreshed the lock.
-            tars = list({(t.stat().st_dev, t.stat().st_ino): t
-                         for t in (work / "cache" / "rootfs").glob("*/rootfs.tar")}.values())
-            if len(tars) != 1:
-                raise BenchError(f"expected the one rootfs of the bench's builds, found {len(tars)}")
-            by_package = package_sizes(tars[0])
+            by_package = package_sizes(the_rootfs_tar(work / "cache"))
         with log.stage("boot to SSH, then socket vs TCP in the VM"):
             vm_results = boot_and_socket_bench(box, work, accelerator, log)
         figures["boot_to_ssh_s"] = vm_results.pop("boot_to_ssh_s")

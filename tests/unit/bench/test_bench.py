@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from golden.bench.bench import (TARGETS, _chart, _markdown, boot_phases, package_job_seconds, provision_step_seconds,
-                                size_steps)
+                                size_steps, the_rootfs_tar)
 from golden.verify.junit import seconds_by_test_file
 
 from conftest import REPO
@@ -172,3 +172,22 @@ def test_provision_step_seconds_from_packer_stamps():
     assert provision_step_seconds("==> qemu: Connected to SSH!\n") == {}  # unstamped: nothing invented
     md = _markdown(dict(REPORT, provision_steps=seconds))
     assert "Provisioning VM of the template rebuild (seconds, Packer's stamps): disk copy in 0, boot to SSH 20," in md
+
+
+def test_the_rootfs_filed_under_two_keys_is_one(tmp_path, monkeypatch):
+    """A build that refreshed the lock files its rootfs under the pinned key
+    too (hard links); the bench breaks down that one rootfs. Two distinct
+    rootfs entries are not the bench's one build: it says so."""
+    import pytest
+    from golden.bench.bench import BenchError
+    from golden.build.cache import alias
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path))
+    (tmp_path / "rootfs" / "unpinned").mkdir(parents=True)
+    (tmp_path / "rootfs" / "unpinned" / "rootfs.tar").write_bytes(b"tar")
+    alias("rootfs", "unpinned", "pinned")
+    assert (tmp_path / "rootfs" / "pinned" / "rootfs.tar").is_file()
+    assert the_rootfs_tar(tmp_path).read_bytes() == b"tar"
+    (tmp_path / "rootfs" / "other").mkdir()
+    (tmp_path / "rootfs" / "other" / "rootfs.tar").write_bytes(b"tar")  # same bytes, another file
+    with pytest.raises(BenchError, match="expected the one rootfs of the bench's builds, found 2"):
+        the_rootfs_tar(tmp_path)
