@@ -6,6 +6,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from golden.errors import GoldenError
 from golden.paths import REPO
 
 
@@ -30,6 +31,14 @@ def state_dir() -> Path:
 
 def artifacts_dir() -> Path:
     return Path(_get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
+
+
+def keep_versions() -> int:
+    """GOLDEN_KEEP_VERSIONS: built versions kept per image after a build (default 3)."""
+    value = _get("GOLDEN_KEEP_VERSIONS") or "3"
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise GoldenError(f"GOLDEN_KEEP_VERSIONS: expected a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def images_dir() -> Path:

@@ -1,22 +1,25 @@
 """./inv clean: remove failed builds and old versions, optionally the cache."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
-from golden.build.pipeline import version_dirs
+from golden.build.manifest import version_dirs
 from golden.build.cache import cache_dir
 
 STAGE_KINDS = ("rootfs", "disk", "container")
 
 
-def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
-    """Removes leftovers of failed or killed builds (.<version>.partial) and all
-    but the newest `keep` versions; `latest` always stays valid."""
+def clean_image(image_dir: Path, keep: int = 1, partials: bool = True, say=print) -> list[Path]:
+    """Removes all but the newest `keep` versions and, with partials, the
+    leftovers of failed or killed builds (.<version>.partial: also a build
+    running now); `latest` always stays valid."""
     removed = []
     if not image_dir.is_dir():
         return removed
-    removed += [d for d in image_dir.glob(".*.partial") if d.is_dir()]
+    if partials:
+        removed += [d for d in image_dir.glob(".*.partial") if d.is_dir()]
     latest = (image_dir / "latest").resolve() if (image_dir / "latest").exists() else None
     versions = version_dirs(image_dir)
     removed += [d for d in versions[max(keep, 1):] if d.resolve() != latest]
@@ -28,8 +31,9 @@ def clean_image(image_dir: Path, keep: int = 1, say=print) -> list[Path]:
 
 def prune_cache(specs, say=print) -> list[Path]:
     """Removes stage cache entries that no current image spec uses, and
-    leftovers of interrupted stages (*.tmp-*, *.old-*). The package cache
-    (debs/) stays: the lock files decide which versions are wanted."""
+    leftovers of interrupted stages (*.tmp-<pid>, *.old-<pid> of a process
+    that has ended). The package cache (debs/) stays: the lock files decide
+    which versions are wanted."""
     from golden.build.pipeline import stage_keys
     from golden.build.lock import lock_path, read_lock
     used = set()
@@ -43,11 +47,17 @@ def prune_cache(specs, say=print) -> list[Path]:
         if not kind_dir.is_dir():
             continue
         for entry in sorted(kind_dir.iterdir()):
-            if (kind_dir.name, entry.name) not in used:
+            if (kind_dir.name, entry.name) not in used and not _being_built(entry):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
                 removed.append(entry)
                 say(f"removed {entry} (no current image spec uses it)")
     return removed
+
+
+def _being_built(entry: Path) -> bool:
+    """A stage's work directory whose process still runs (another build)."""
+    match = re.fullmatch(r".+\.(?:tmp|old)-(\d+)", entry.name)
+    return bool(match) and Path(f"/proc/{match[1]}").exists()
 
 
 def clean_cache(say=print) -> None:

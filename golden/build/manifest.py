@@ -11,6 +11,16 @@ REQUIRED = ("name", "version", "built_at", "spec_sha256", "base", "packages", "f
             "stages", "accelerator")
 
 
+def version_dirs(image_dir: Path) -> list[Path]:
+    """Completed versions, newest first."""
+    if not image_dir.is_dir():
+        return []
+    dirs = [d for d in image_dir.iterdir()
+            if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+            and (d / "manifest.json").is_file()]
+    return sorted(dirs, key=lambda d: d.name, reverse=True)
+
+
 def write_manifest(path: Path, manifest: dict) -> None:
     """Atomic: a reader sees the old manifest or the new one, never half."""
     missing = [k for k in REQUIRED if k not in manifest]

@@ -15,7 +15,7 @@ from pathlib import Path
 from golden.build import changes
 from golden.build import lock
 from golden.build.archive import ArchiveState, compare_versions, download, fetch_state
-from golden.build.pipeline import version_dirs
+from golden.build.manifest import version_dirs
 from golden.build.manifest import read_manifest
 
 CURRENT, REBUILD_DUE = 0, 1

@@ -32,11 +32,12 @@ from golden.build import changes, lock
 from golden.build.archive import ArchiveState, fetch_state, pockets
 from golden.build.cache import alias, cached_stage, hash_files, sha256_file, stage_key
 from golden.build.freshness import Plan, check_current, plan_build
-from golden.build.manifest import read_manifest, write_manifest
+from golden.build.manifest import read_manifest, version_dirs, write_manifest
+from golden.build.space import give_back_space, require_free_space
 from golden.build.stages import containers, disk, package, provision, rootfs
 from golden.errors import GoldenError
 from golden.paths import REPO
-from golden.spec import ImageSpec, is_test_spec, spec_warnings
+from golden.spec import ImageSpec, is_test_spec, select_specs, spec_warnings
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.runner import BuildLog, stop_all_running
@@ -161,16 +162,6 @@ def build_key(spec: ImageSpec) -> str:
                      code=code_digest(__name__))
 
 
-def version_dirs(image_dir: Path) -> list[Path]:
-    """Completed versions, newest first."""
-    if not image_dir.is_dir():
-        return []
-    dirs = [d for d in image_dir.iterdir()
-            if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
-            and (d / "manifest.json").is_file()]
-    return sorted(dirs, key=lambda d: d.name, reverse=True)
-
-
 def find_artifact(spec: ImageSpec, artifacts: Path | None = None) -> Path | None:
     """The newest completed version built from exactly the current inputs."""
     key = build_key(spec)
@@ -188,12 +179,18 @@ def new_version(now: dt.datetime | None = None) -> str:
 def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, echo=sys.stdout,
                  artifacts: Path | None = None, locked: bool = False) -> list[Path]:
     """Builds specs, up to `jobs` at once. Stages they share (same cache key)
-    are built once: the others wait for it and reuse it."""
+    are built once: the others wait for it and reuse it. Then gives back the
+    disk space the new builds superseded (golden/build/space.py)."""
+    artifacts = artifacts or settings.artifacts_dir()
+    settings.keep_versions()  # a bad value fails before any work, not after it
     if jobs <= 1 or len(specs) <= 1:
-        return [build_image(spec, artifacts, force=force, echo=echo, locked=locked) for spec in specs]
+        built = [build_image(spec, artifacts, force=force, echo=echo, locked=locked) for spec in specs]
+        _give_back_space(specs, artifacts, echo)
+        return built
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {spec.name: pool.submit(build_image, spec, artifacts, force=force, echo=echo,
-                                          label=f"{spec.name}: ", locked=locked) for spec in specs}
+                                          label=f"{spec.name}: ", locked=locked,
+                                          at_once=min(jobs, len(specs))) for spec in specs}
         try:
             wait(futures.values())
         except BaseException:  # interrupted: stop every tool of every build, then let them fail
@@ -203,17 +200,33 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     if failed:
         raise GoldenError(f"build failed: {', '.join(failed)}: "
                           + "; ".join(str(futures[n].exception()).splitlines()[0] for n in failed))
+    _give_back_space(specs, artifacts, echo)
     return [f.result() for f in futures.values()]
 
 
+def _give_back_space(built: list[ImageSpec], artifacts: Path, echo) -> None:
+    """Old versions of the built images; cache entries that neither they nor
+    any current spec (products and test images) use, unless a spec does not
+    load: then the cache stays."""
+    try:
+        current = select_specs(None, tests=True)
+        current += [spec for spec in built if spec.name not in {s.name for s in current}]
+    except GoldenError as exc:
+        print(f"cache not pruned: {exc}", file=echo)
+        current = None
+    give_back_space([artifacts / spec.name for spec in built], current, say=lambda line: print(line, file=echo))
+
+
 def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = False, echo=sys.stdout,
-                label: str = "", locked: bool = False) -> Path:
+                label: str = "", locked: bool = False, at_once: int = 1) -> Path:
+    """at_once: how many builds run side by side (each needs its own disk space)."""
     artifacts = artifacts or settings.artifacts_dir()
     plan = plan_build(spec, requested_packages(spec), locked)  # before anything: fails in seconds
     if not force and not plan.refresh and (existing := find_artifact(spec, artifacts)):
         shown = existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing
         print(f"{spec.name}: up to date: {shown} ({plan.summary})", file=echo)
         return existing
+    require_free_space(artifacts, builds=at_once)
     key = build_key(spec)  # before any stage runs: edits made during the build can't mislabel it
     version = new_version()
     partial = artifacts / spec.name / f".{version}.partial"

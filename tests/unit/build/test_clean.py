@@ -27,6 +27,16 @@ def test_clean_removes_failed_builds_and_old_versions(tmp_path):
     assert (image_dir / "latest").resolve() == new and not mid.exists() and not old.exists()
 
 
+def test_clean_after_a_build_keeps_builds_in_progress(tmp_path):
+    image_dir = tmp_path / "infra"
+    old, new = (_version(image_dir, v) for v in ("20261120.100000", "20261122.100000"))
+    running = image_dir / ".20261122.110000.partial"  # another ./inv build of the same image
+    running.mkdir()
+    os.symlink(new.name, image_dir / "latest")
+    assert clean_image(image_dir, keep=1, partials=False, say=lambda *_: None) == [old]
+    assert running.is_dir() and new.is_dir()
+
+
 def test_clean_never_removes_what_latest_points_to(tmp_path):
     image_dir = tmp_path / "infra"
     older = _version(image_dir, "20261120.100000")
@@ -76,15 +86,17 @@ def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
     assert keys["rootfs"] != stage_keys(specs[0], archive_digest="d")["rootfs"]  # unpinned entries are not current
     used = [cache / "rootfs" / keys["rootfs"], cache / "disk" / keys["disk"],
             cache / "container" / keys["container"]["probe"]]
-    stale = [cache / "rootfs" / "0ld", cache / "disk" / f"{keys['disk']}.tmp-123",
-             cache / "container" / f"{keys['container']['probe']}.old-9"]
-    for d in used + stale:
+    gone_pid = 2 ** 23 + 1  # above any pid_max: no such process
+    stale = [cache / "rootfs" / "0ld", cache / "disk" / f"{keys['disk']}.tmp-{gone_pid}",
+             cache / "container" / f"{keys['container']['probe']}.old-{gone_pid}"]
+    running = cache / "rootfs" / f"{keys['rootfs']}.tmp-{os.getpid()}"  # another build's work, this moment
+    for d in used + stale + [running]:
         d.mkdir(parents=True)
     (cache / "debs" / "trixie").mkdir(parents=True)  # the package cache is not a stage
     (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").write_bytes(b"deb")
     removed = prune_cache(specs, say=lambda *_: None)
     assert sorted(removed) == sorted(stale)
-    assert all(d.is_dir() for d in used)
+    assert all(d.is_dir() for d in used) and running.is_dir()
     # A spec no longer present: its entries go too.
     assert sorted(prune_cache([], say=lambda *_: None)) == sorted(used)
     assert (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").is_file()
