@@ -112,18 +112,14 @@ def releases(c, from_, image, version=None, json=False):
 def clean(c, image=None, keep=1, cache=False):
     """Remove failed builds, old versions and unused stage cache entries."""
     from golden.settings import artifacts_dir
-    from golden.build.clean import clean_cache, clean_image, prune_cache
+    from golden.build.clean import clean as clean_up
     from golden.spec import select_specs
 
     def run():
         names = [s.name for s in select_specs(image)] if image else \
             sorted(p.name for p in artifacts_dir().iterdir() if p.is_dir()) if artifacts_dir().is_dir() else []
-        for name in names:
-            clean_image(artifacts_dir() / name, keep=int(keep))
-        if cache:
-            clean_cache()
-        else:
-            prune_cache(select_specs(None, tests=True))  # test-only images keep their cache too
+        clean_up([artifacts_dir() / name for name in names], int(keep),
+                 select_specs(None, tests=True), whole_cache=cache)  # test-only images keep their cache too
     _guard(run)
 
 

@@ -33,12 +33,22 @@ def artifacts_dir() -> Path:
     return Path(_get("GOLDEN_ARTIFACTS") or REPO / "artifacts")
 
 
+def _whole_number(name: str, default: int, least: int) -> int:
+    value = _get(name) or str(default)
+    if not (value.isascii() and value.isdigit()) or int(value) < least:
+        raise GoldenError(f"{name}: expected a whole number of at least {least}, got {value!r}")
+    return int(value)
+
+
 def keep_versions() -> int:
     """GOLDEN_KEEP_VERSIONS: built versions kept per image after a build (default 3)."""
-    value = _get("GOLDEN_KEEP_VERSIONS") or "3"
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise GoldenError(f"GOLDEN_KEEP_VERSIONS: expected a whole number of at least 1, got {value!r}")
-    return int(value)
+    return _whole_number("GOLDEN_KEEP_VERSIONS", 3, 1)
+
+
+def cache_max_gb() -> int:
+    """GOLDEN_CACHE_MAX_GB: the stage cache size a build prunes down to, by
+    removing entries no current spec uses (default 10; 0: all of those)."""
+    return _whole_number("GOLDEN_CACHE_MAX_GB", 10, 0)
 
 
 def images_dir() -> Path:

@@ -361,7 +361,9 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
     try:
         repo = _copy_repo(work / "repo")
         artifacts = work / "artifacts"
-        env = dict(os.environ, GOLDEN_CACHE=str(work / "cache"), GOLDEN_ARTIFACTS=str(artifacts))
+        # Its own cache and artifacts; every version it builds stays until it has read them.
+        env = dict(os.environ, GOLDEN_CACHE=str(work / "cache"), GOLDEN_ARTIFACTS=str(artifacts),
+                   GOLDEN_KEEP_VERSIONS="10", GOLDEN_CACHE_MAX_GB="100")
         figures, stages, second = _measure_builds(repo, image, env, artifacts, log)
         reused = [l.split(":")[0].split()[-1] for l in _stage_lines(second / "build.log")]
         with log.stage("image validation (./inv test's image part)"):

@@ -4,6 +4,10 @@ An entry is built under a temporary name and renamed when complete, so an
 interrupted stage never leaves an entry that looks usable. Each entry lists
 the sha256 of its files (.sha256sums); an entry that no longer matches (a
 disk error, a hand edit, a half-copied cache) is removed and rebuilt.
+
+Every process that uses entries holds a shared lock on .locks/in-use until it
+ends; pruning takes it exclusively, so it never removes an entry a running
+build still reads. An entry's modification time is its last use.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -58,13 +64,43 @@ def entry_is_intact(entry: Path) -> bool:
     return sums.is_file() and sums.read_text() == _entry_sums(entry)
 
 
+_IN_USE: dict[Path, object] = {}  # cache directory: its .locks/in-use, open and locked shared
+_IN_USE_GUARD = threading.Lock()  # parallel builds are threads
+
+
+def _in_use_lock() -> object:
+    root = cache_dir().resolve()
+    with _IN_USE_GUARD:
+        if root not in _IN_USE:
+            (root / ".locks").mkdir(parents=True, exist_ok=True)
+            _IN_USE[root] = (root / ".locks" / "in-use").open("w")
+            fcntl.flock(_IN_USE[root], fcntl.LOCK_SH)
+        return _IN_USE[root]
+
+
+@contextmanager
+def sole_user():
+    """Yields True, with the cache held exclusively, when no other process
+    uses it; else False. This process keeps its shared hold afterwards."""
+    lock_file = _in_use_lock()
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sole = True
+    except BlockingIOError:
+        sole = False
+    try:
+        yield sole
+    finally:
+        fcntl.flock(lock_file, fcntl.LOCK_SH)
+
+
 def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force: bool = False) -> Path:
     """Returns the entry for key, running build(tmp_dir) only when it is
     missing, damaged, or force is set. Builds of the same entry take turns
     (a lock file per key): parallel image builds share it, built once."""
+    _in_use_lock()
     final = cache_dir() / kind / key
     final.parent.mkdir(parents=True, exist_ok=True)
-    (cache_dir() / ".locks").mkdir(exist_ok=True)
     with (cache_dir() / ".locks" / f"{kind}-{key}").open("w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         return _cached_stage(final, kind, key, build, log, force)
@@ -74,6 +110,7 @@ def _cached_stage(final: Path, kind: str, key: str, build, log, force: bool) -> 
     if final.is_dir() and not force:
         if entry_is_intact(final):
             log.say(f"    {kind}: cached ({key})")
+            os.utime(final)  # its last use
             return final
         log.say(f"    {kind}: cache entry {key} is damaged (checksums differ): rebuilding it")
     tmp = final.with_name(f"{key}.tmp-{os.getpid()}")

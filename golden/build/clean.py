@@ -1,39 +1,74 @@
-"""./inv clean: remove failed builds and old versions, optionally the cache."""
+"""./inv clean, and what a successful build gives back: old versions of an
+image, stage cache entries no current spec uses."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
-from golden.build.manifest import version_dirs
-from golden.build.cache import cache_dir
+from golden.build.cache import cache_dir, sole_user
+from golden.build.manifest import read_manifest, version_dirs
+from golden.errors import GoldenError
 
 STAGE_KINDS = ("rootfs", "disk", "container")
 
 
-def clean_image(image_dir: Path, keep: int = 1, partials: bool = True, say=print) -> list[Path]:
+def clean_image(image_dir: Path, keep: int = 1, partials: bool = True, protect=(), say=print) -> list[Path]:
     """Removes all but the newest `keep` versions and, with partials, the
     leftovers of failed or killed builds (.<version>.partial: also a build
-    running now); `latest` always stays valid."""
-    removed = []
+    running now). Always kept: what `latest` points to, the newest version
+    that passed ./inv test (the lab's box) and the paths in protect."""
     if not image_dir.is_dir():
-        return removed
-    if partials:
-        removed += [d for d in image_dir.glob(".*.partial") if d.is_dir()]
-    latest = (image_dir / "latest").resolve() if (image_dir / "latest").exists() else None
+        return []
+    removed = [d for d in image_dir.glob(".*.partial") if d.is_dir()] if partials else []
     versions = version_dirs(image_dir)
-    removed += [d for d in versions[max(keep, 1):] if d.resolve() != latest]
+    tested = next((d for d in versions if (read_manifest(d / "manifest.json").get("test") or {}).get("passed")), None)
+    stays = {p.resolve() for p in protect} | {d.resolve() for d in (tested, image_dir / "latest") if d and d.exists()}
+    removed += [d for d in versions[max(keep, 1):] if d.resolve() not in stays]
     for d in removed:
-        shutil.rmtree(d)
+        _remove(d)
         say(f"removed {d}")
     return removed
 
 
-def prune_cache(specs, say=print) -> list[Path]:
-    """Removes stage cache entries that no current image spec uses, and
-    leftovers of interrupted stages (*.tmp-<pid>, *.old-<pid> of a process
-    that has ended). The package cache (debs/) stays: the lock files decide
-    which versions are wanted."""
+def prune_cache(specs, max_bytes: int | None = None, say=print) -> list[Path]:
+    """Removes stage cache entries that no spec in specs uses and leftovers of
+    interrupted stages (*.tmp-<pid>, *.old-<pid> of a process that has
+    ended): all of them, or with max_bytes (not 0), least recently used
+    first until the stage cache is no larger. Only when no other process uses
+    the cache. The package cache (debs/) stays: the lock files decide which
+    versions are wanted."""
+    with _alone():
+        return _prune(specs, max_bytes, say)
+
+
+def clean(image_dirs: list[Path], keep: int, specs, whole_cache: bool = False, say=print) -> None:
+    """./inv clean: failed builds and old versions of each image, then unused
+    cache entries (or the whole cache), all only while no other golden
+    process uses the cache (a build in progress has a .partial directory)."""
+    with _alone():
+        for image_dir in image_dirs:
+            clean_image(image_dir, keep=keep, say=say)
+        if whole_cache:
+            for item in cache_dir().iterdir():
+                if item.name != ".locks":
+                    _remove(item)
+            say(f"emptied {cache_dir()}")
+        else:
+            _prune(specs, None, say)
+
+
+@contextmanager
+def _alone():
+    with sole_user() as sole:
+        if not sole:
+            raise GoldenError(f"the stage cache {cache_dir()} is in use by another golden process")
+        yield
+
+
+def _prune(specs, max_bytes: int | None, say) -> list[Path]:
     from golden.build.pipeline import stage_keys
     from golden.build.lock import lock_path, read_lock
     used = set()
@@ -41,17 +76,16 @@ def prune_cache(specs, say=print) -> list[Path]:
         keys = stage_keys(spec, read_lock(lock_path(spec)))
         used |= {("rootfs", keys["rootfs"]), ("disk", keys["disk"])}
         used |= {("container", k) for k in keys["container"].values()}
-    removed = []
-    root = cache_dir()
-    for kind_dir in (root / kind for kind in STAGE_KINDS):
-        if not kind_dir.is_dir():
-            continue
-        for entry in sorted(kind_dir.iterdir()):
-            if (kind_dir.name, entry.name) not in used and not _being_built(entry):
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-                removed.append(entry)
-                say(f"removed {entry} (no current image spec uses it)")
-    return removed
+    entries = [e for kind in STAGE_KINDS if (cache_dir() / kind).is_dir()
+               for e in (cache_dir() / kind).iterdir() if not _being_built(e)]
+    unused = sorted((e for e in entries if (e.parent.name, e.name) not in used), key=lambda e: e.stat().st_mtime)
+    if max_bytes:  # else all of them
+        unused = _least_recently_used(unused, over=_disk_bytes(entries) - max_bytes,
+                                      kept=[e for e in entries if e not in unused])
+    for entry in unused:
+        _remove(entry)
+        say(f"removed {entry} (no current image spec uses it)")
+    return unused
 
 
 def _being_built(entry: Path) -> bool:
@@ -60,8 +94,39 @@ def _being_built(entry: Path) -> bool:
     return bool(match) and Path(f"/proc/{match[1]}").exists()
 
 
-def clean_cache(say=print) -> None:
-    path = cache_dir()
-    if path.exists():
-        shutil.rmtree(path)
-        say(f"removed {path}")
+def _files(path: Path):
+    return [path] if not path.is_dir() else [Path(d) / f for d, _, files in os.walk(path) for f in files]
+
+
+def _disk_bytes(paths, seen=None) -> int:
+    """Bytes on disk, each file once (aliased entries share theirs: hard links)."""
+    seen = set() if seen is None else seen
+    total = 0
+    for path in paths:
+        for f in _files(path):
+            st = f.lstat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def _least_recently_used(unused: list[Path], over: int, kept: list[Path]) -> list[Path]:
+    """The oldest of unused (oldest first) whose removal frees `over` bytes; a
+    file that a kept entry shares (hard link) frees nothing."""
+    seen: set = set()
+    _disk_bytes(kept, seen)
+    chosen = []
+    for entry in unused:
+        if over <= 0:
+            break
+        chosen.append(entry)
+        over -= _disk_bytes([entry], seen)
+    return chosen
+
+
+def _remove(path: Path) -> None:
+    try:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    except FileNotFoundError:  # removed by another clean meanwhile
+        pass

@@ -30,7 +30,7 @@ from types import ModuleType
 from golden import settings
 from golden.build import changes, lock
 from golden.build.archive import ArchiveState, fetch_state, pockets
-from golden.build.cache import alias, cached_stage, hash_files, sha256_file, stage_key
+from golden.build.cache import alias, cache_dir, cached_stage, hash_files, sha256_file, stage_key
 from golden.build.freshness import Plan, check_current, plan_build
 from golden.build.manifest import read_manifest, version_dirs, write_manifest
 from golden.build.space import give_back_space, require_free_space
@@ -182,10 +182,10 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     are built once: the others wait for it and reuse it. Then gives back the
     disk space the new builds superseded (golden/build/space.py)."""
     artifacts = artifacts or settings.artifacts_dir()
-    settings.keep_versions()  # a bad value fails before any work, not after it
+    settings.keep_versions(), settings.cache_max_gb()  # a bad value fails before any work, not after it
     if jobs <= 1 or len(specs) <= 1:
         built = [build_image(spec, artifacts, force=force, echo=echo, locked=locked) for spec in specs]
-        _give_back_space(specs, artifacts, echo)
+        _give_back_space(specs, built, artifacts, echo)
         return built
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {spec.name: pool.submit(build_image, spec, artifacts, force=force, echo=echo,
@@ -200,21 +200,23 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     if failed:
         raise GoldenError(f"build failed: {', '.join(failed)}: "
                           + "; ".join(str(futures[n].exception()).splitlines()[0] for n in failed))
-    _give_back_space(specs, artifacts, echo)
-    return [f.result() for f in futures.values()]
+    built = [f.result() for f in futures.values()]
+    _give_back_space(specs, built, artifacts, echo)
+    return built
 
 
-def _give_back_space(built: list[ImageSpec], artifacts: Path, echo) -> None:
-    """Old versions of the built images; cache entries that neither they nor
-    any current spec (products and test images) use, unless a spec does not
-    load: then the cache stays."""
+def _give_back_space(specs: list[ImageSpec], built: list[Path], artifacts: Path, echo) -> None:
+    """Old versions of these images (never the ones just built or reused);
+    cache entries that neither these specs nor any current one (products and
+    test images) use."""
+    def say(line: str) -> None:
+        print(line, file=echo)
     try:
-        current = select_specs(None, tests=True)
-        current += [spec for spec in built if spec.name not in {s.name for s in current}]
-    except GoldenError as exc:
-        print(f"cache not pruned: {exc}", file=echo)
+        current = select_specs(None, tests=True) + specs
+    except GoldenError as exc:  # without every spec, no entry is known to be unused
+        say(f"cache not pruned: {exc}")
         current = None
-    give_back_space([artifacts / spec.name for spec in built], current, say=lambda line: print(line, file=echo))
+    give_back_space([artifacts / spec.name for spec in specs], built, current, say=say)
 
 
 def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = False, echo=sys.stdout,
@@ -226,7 +228,7 @@ def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = Fa
         shown = existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing
         print(f"{spec.name}: up to date: {shown} ({plan.summary})", file=echo)
         return existing
-    require_free_space(artifacts, builds=at_once)
+    require_free_space(artifacts, builds=at_once, warm=not plan.refresh and _cache_holds(spec))
     key = build_key(spec)  # before any stage runs: edits made during the build can't mislabel it
     version = new_version()
     partial = artifacts / spec.name / f".{version}.partial"
@@ -255,6 +257,13 @@ def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = Fa
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
         print(f"{spec.name}: build failed; log: {ctx.log.path}", file=sys.stderr)
         raise
+
+
+def _cache_holds(spec: ImageSpec) -> bool:
+    """Every stage cache entry a build of exactly the lock uses exists."""
+    keys = stage_keys(spec, lock.read_lock(lock.lock_path(spec)))
+    entries = [("rootfs", keys["rootfs"]), ("disk", keys["disk"])] + [("container", k) for k in keys["container"].values()]
+    return all((cache_dir() / kind / key).is_dir() for kind, key in entries)
 
 
 def run_stages(ctx: BuildContext, only: set[str] | None = None) -> None:

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,12 @@ disk:
 
 @pytest.fixture(autouse=True)
 def own_state(tmp_path, monkeypatch):
-    """What a test's golden has seen (catalog serials) is its own, never the user's."""
+    """What a test's golden has seen (catalog serials) is its own, never the
+    user's; its tiny builds do not ask for a real build's disk space
+    (tests/unit/build/test_space.py sets what it checks)."""
+    import golden.build.space
     monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(golden.build.space, "BUILD_NEEDS", dict.fromkeys(golden.build.space.BUILD_NEEDS, 0))
 
 
 @pytest.fixture
@@ -59,3 +64,19 @@ def offline_python(code: str, cache: Path) -> subprocess.CompletedProcess:
     GOLDEN_CACHE=cache: what a build does when the archives are unreachable."""
     return subprocess.run(["unshare", "--net", sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, env=dict(os.environ, GOLDEN_CACHE=str(cache)))
+
+
+@contextmanager
+def another_golden_process():
+    """A second process that uses the stage cache ($GOLDEN_CACHE), as a build
+    between two stages does, until the block ends."""
+    other = subprocess.Popen(
+        [sys.executable, "-c", "from golden.build.cache import _in_use_lock; import time; _in_use_lock(); "
+                               "print('using', flush=True); time.sleep(120)"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "using\n"
+        yield
+    finally:
+        other.kill()
+        other.wait()

@@ -3,7 +3,7 @@ import os
 import shutil
 
 from golden.build.cache import hash_files
-from golden.build.clean import clean_cache, clean_image
+from golden.build.clean import clean, clean_image
 
 
 def _version(image_dir, version):
@@ -46,11 +46,48 @@ def test_clean_never_removes_what_latest_points_to(tmp_path):
     assert older.exists()
 
 
-def test_clean_cache(tmp_path, monkeypatch):
+def test_clean_the_whole_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache" / "rootfs" / "abc").mkdir(parents=True)
-    clean_cache(say=lambda *_: None)
-    assert not (tmp_path / "cache").exists()
+    (tmp_path / "cache" / "debs").mkdir()
+    clean([], 1, [], whole_cache=True, say=lambda *_: None)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".locks"]
+
+
+def test_clean_waits_for_no_other_golden_process(tmp_path, monkeypatch):
+    """./inv clean while a build runs (it holds the cache): nothing is removed,
+    not even the build's .partial directory."""
+    import pytest
+    from golden.errors import GoldenError
+    from conftest import another_golden_process
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    image_dir = tmp_path / "infra"
+    old = _version(image_dir, "20261120.100000")
+    _version(image_dir, "20261122.100000")
+    running = image_dir / ".20261123.100000.partial"
+    running.mkdir()
+    (tmp_path / "cache" / "rootfs" / "0ld").mkdir(parents=True)
+    with another_golden_process():
+        with pytest.raises(GoldenError, match="is in use by another golden process$"):
+            clean([image_dir], 1, [], say=lambda *_: None)
+        assert old.is_dir() and running.is_dir() and (tmp_path / "cache" / "rootfs" / "0ld").is_dir()
+    clean([image_dir], 1, [], say=lambda *_: None)
+    assert not old.exists() and not running.exists() and not (tmp_path / "cache" / "rootfs" / "0ld").exists()
+
+
+def test_clean_keeps_the_newest_tested_version_and_protected_ones(tmp_path):
+    """The lab's box is the newest version that passed ./inv test; a build
+    that reused an older version (a reverted edit) keeps it too."""
+    image_dir = tmp_path / "infra"
+    tested = _version(image_dir, "20261120.100000")
+    (tested / "manifest.json").write_text('{"test": {"passed": true}}\n')
+    reused = _version(image_dir, "20261121.100000")
+    failed = _version(image_dir, "20261122.100000")
+    (failed / "manifest.json").write_text('{"test": {"passed": false}}\n')
+    untested = _version(image_dir, "20261123.100000")
+    os.symlink(untested.name, image_dir / "latest")
+    assert clean_image(image_dir, keep=1, protect=[reused], say=lambda *_: None) == [failed]
+    assert tested.is_dir() and reused.is_dir() and untested.is_dir()
 
 
 def test_stage_keys_follow_file_places(tmp_path, monkeypatch):

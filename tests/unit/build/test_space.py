@@ -1,6 +1,8 @@
 import io
 import json
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -9,29 +11,41 @@ from golden.build.space import GIB, free_bytes, require_free_space
 from golden.errors import GoldenError
 from golden.spec import load_spec
 
-
-def test_free_space_is_read_from_the_filesystem(tmp_path):
-    stat = os.statvfs(tmp_path)
-    assert free_bytes(tmp_path / "not" / "made" / "yet") == pytest.approx(stat.f_bavail * stat.f_frsize, rel=0.01)
+from conftest import another_golden_process
 
 
 def test_a_disk_too_small_for_the_build_fails_in_one_line(tmp_path, monkeypatch):
     free = free_bytes(tmp_path)
-    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": free * 2, "cache": 0})
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": free * 2, "cache": 0, "tmp": 0})
     with pytest.raises(GoldenError) as err:
-        require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache")
+        require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache", tmp=tmp_path)
     message = str(err.value)
     assert message.startswith(f"not enough disk space: {tmp_path / 'artifacts'} has ") and "\n" not in message
     assert message.endswith("(./inv clean removes old versions and unused cache entries)")
-    assert f"1 image build need about {free * 2 / GIB:.0f} GiB" in message
+    assert f"1 image build at once need about {free * 2 / GIB:.0f} GiB" in message
 
 
-def test_artifacts_and_cache_on_one_filesystem_add_up(tmp_path, monkeypatch):
+def test_places_on_one_filesystem_add_up_and_on_two_do_not(tmp_path, monkeypatch):
     free = free_bytes(tmp_path)
-    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": int(free * 0.3), "cache": int(free * 0.3)})
-    require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache")  # 60 % of what is free: room
-    with pytest.raises(GoldenError, match="2 image builds need about"):
-        require_free_space(tmp_path / "artifacts", builds=2, cache=tmp_path / "cache")  # 120 %
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": int(free * 0.3), "cache": int(free * 0.3), "tmp": 0})
+    require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache", tmp=tmp_path)  # 60 % of what is free
+    with pytest.raises(GoldenError, match="2 image builds at once need about"):
+        require_free_space(tmp_path / "artifacts", builds=2, cache=tmp_path / "cache", tmp=tmp_path)  # 120 %
+    shm = Path("/dev/shm")  # tmpfs: another filesystem
+    assert os.stat(shm).st_dev != os.stat(tmp_path).st_dev
+    smaller = min((tmp_path, shm), key=free_bytes)
+    part = int(free_bytes(smaller) * 0.6)
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": part, "cache": part, "tmp": 0})
+    require_free_space(tmp_path / "artifacts", cache=shm, tmp=tmp_path)  # 60 % of each
+    with pytest.raises(GoldenError, match=f"^not enough disk space: {smaller / 'a'} has"):
+        require_free_space(smaller / "a", cache=smaller / "c", tmp=tmp_path)  # both on one: 120 %
+
+
+def test_a_warm_cache_needs_room_for_the_artifacts_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": 0, "cache": 1 << 60, "tmp": 1 << 60})
+    require_free_space(tmp_path / "artifacts", warm=True, cache=tmp_path / "cache", tmp=tmp_path)
+    with pytest.raises(GoldenError, match="not enough disk space"):
+        require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache", tmp=tmp_path)
 
 
 def _version(image_dir, version, build_key="old"):
@@ -41,57 +55,106 @@ def _version(image_dir, version, build_key="old"):
     return d
 
 
-def test_a_build_gives_back_old_versions_and_unused_cache_entries(tmp_path, write_spec, images_dir, monkeypatch):
-    """./inv build of an image that is up to date: nothing is built, the
-    versions past GOLDEN_KEEP_VERSIONS and the cache entries no spec uses go;
-    the newest versions, `latest` and a build in progress stay."""
+def _entry(cache, kind, key, megabytes=0, used_at=None):
+    d = cache / kind / key
+    d.mkdir(parents=True)
+    (d / "data").write_bytes(os.urandom(megabytes << 20))
+    if used_at:
+        os.utime(d, (used_at, used_at))
+    return d
+
+
+@pytest.fixture
+def locked_web(write_spec):
+    """The spec `web` with a lock of what the archives serve now."""
     from golden.build.archive import fetch_state
     from golden.build.lock import lock_path, write_lock
-    from golden.build.pipeline import build_images, build_key, requested_packages
-    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GOLDEN_IMAGES", str(images_dir))
-    monkeypatch.setenv("GOLDEN_KEEP_VERSIONS", "2")
+    from golden.build.pipeline import requested_packages
     spec = load_spec(write_spec("web"))
     state = fetch_state(spec.base)
     requested = requested_packages(spec)["rootfs"]
     write_lock(lock_path(spec), {"rootfs": {p: state.candidate(p).version for p in requested}},
                {"rootfs": set(requested)})
+    return spec
+
+
+def test_a_build_gives_back_old_versions_and_unused_cache_entries(tmp_path, locked_web, monkeypatch):
+    """./inv build of an image that is up to date, whose artifact is older than
+    two later builds of other inputs (an edit reverted): nothing is built; the
+    versions past GOLDEN_KEEP_VERSIONS go but not the artifact it returned; the
+    cache entries no spec uses go, the built spec's own stay."""
+    from golden.build.pipeline import build_images, build_key, stage_keys
+    from golden.build.lock import lock_path, read_lock
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    monkeypatch.setenv("GOLDEN_KEEP_VERSIONS", "2")
+    monkeypatch.setenv("GOLDEN_CACHE_MAX_GB", "0")
+    spec = locked_web
     image_dir = tmp_path / "artifacts" / "web"
-    oldest, older = _version(image_dir, "20261120.100000"), _version(image_dir, "20261121.100000")
-    kept = _version(image_dir, "20261122.100000")
-    newest = _version(image_dir, "20261123.100000", build_key(spec))
-    (image_dir / "latest").symlink_to(newest.name)
-    running = image_dir / ".20261123.110000.partial"
+    oldest = _version(image_dir, "20261119.100000")
+    reused = _version(image_dir, "20261120.100000", build_key(spec))
+    older, newer = _version(image_dir, "20261121.100000"), _version(image_dir, "20261122.100000")
+    (image_dir / "latest").symlink_to(newer.name)
+    running = image_dir / ".20261123.110000.partial"  # another ./inv build of web, now
     running.mkdir()
-    unused = tmp_path / "cache" / "rootfs" / "0123456789abcdef0123"
-    unused.mkdir(parents=True)
+    own = _entry(cache, "rootfs", stage_keys(spec, read_lock(lock_path(spec)))["rootfs"])
+    unused = _entry(cache, "rootfs", "0123456789abcdef0123")
     out = io.StringIO()
-    # The test images extend infra, which is not in this images directory: no spec
-    # list to prune by, so the cache stays whole.
-    assert build_images([spec], echo=out, artifacts=tmp_path / "artifacts") == [newest]
-    assert sorted(p.name for p in image_dir.iterdir()) == sorted([kept.name, newest.name, "latest", running.name])
-    assert f"removed {oldest}" in out.getvalue() and f"removed {older}" in out.getvalue()
-    assert "cache not pruned: tests/images/infra-apps.yaml: extends: no image spec 'infra'" in out.getvalue()
-    assert unused.is_dir()
-    monkeypatch.delenv("GOLDEN_IMAGES")  # the repository's images: they and the built spec are current
-    build_images([spec], echo=io.StringIO(), artifacts=tmp_path / "artifacts")
-    assert not unused.exists() and newest.is_dir() and kept.is_dir()
+    assert build_images([spec], echo=out, artifacts=tmp_path / "artifacts") == [reused]
+    assert out.getvalue().startswith(f"web: up to date: {reused}")
+    assert sorted(p.name for p in image_dir.iterdir()) == sorted([reused.name, older.name, newer.name, "latest",
+                                                                  running.name])
+    assert f"removed {oldest}" in out.getvalue()
+    assert own.is_dir() and not unused.exists(), out.getvalue()
 
 
-def test_a_bad_keep_setting_fails_before_any_work(tmp_path, write_spec, monkeypatch):
+def test_no_pruning_while_another_process_uses_the_cache(tmp_path, locked_web, monkeypatch):
+    from golden.build.pipeline import build_images, build_key
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    monkeypatch.setenv("GOLDEN_CACHE_MAX_GB", "0")
+    _version(tmp_path / "artifacts" / "web", "20261120.100000", build_key(locked_web))
+    unused = _entry(cache, "disk", "0123456789abcdef0123")
+    with another_golden_process():  # a build elsewhere, between two stages
+        out = io.StringIO()
+        build_images([locked_web], echo=out, artifacts=tmp_path / "artifacts")
+        assert f"cache not pruned: the stage cache {cache} is in use by another golden process" in out.getvalue()
+        assert unused.is_dir()
+    build_images([locked_web], echo=io.StringIO(), artifacts=tmp_path / "artifacts")
+    assert not unused.exists()
+
+
+def test_pruning_down_to_a_size_takes_the_least_recently_used_first(tmp_path, locked_web, monkeypatch):
+    from golden.build.clean import prune_cache
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    now = time.time()
+    oldest = _entry(cache, "rootfs", "a" * 20, megabytes=2, used_at=now - 3000)
+    old = _entry(cache, "disk", "b" * 20, megabytes=1, used_at=now - 2000)
+    recent = _entry(cache, "container", "c" * 20, megabytes=1, used_at=now - 1000)
+    assert prune_cache([locked_web], max_bytes=(4 << 20) + (64 << 10), say=lambda *_: None) == []  # under the size
+    assert prune_cache([locked_web], max_bytes=(3 << 20), say=lambda *_: None) == [oldest]
+    assert old.is_dir() and recent.is_dir()
+    assert prune_cache([locked_web], max_bytes=0, say=lambda *_: None) == [old, recent]
+
+
+def test_bad_disk_settings_fail_before_any_work(tmp_path, write_spec, monkeypatch):
     from golden.build.pipeline import build_images
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
-    for bad in ("0", "-1", "two", "3.5", "\u0663"):
-        monkeypatch.setenv("GOLDEN_KEEP_VERSIONS", bad)
-        with pytest.raises(GoldenError, match=r"^GOLDEN_KEEP_VERSIONS: expected a whole number of at least 1"):
-            build_images([load_spec(write_spec("web"))], artifacts=tmp_path / "artifacts")
+    for name, bad in [("GOLDEN_KEEP_VERSIONS", "0"), ("GOLDEN_KEEP_VERSIONS", "-1"), ("GOLDEN_KEEP_VERSIONS", "two"),
+                      ("GOLDEN_KEEP_VERSIONS", "3.5"), ("GOLDEN_KEEP_VERSIONS", "\u0663"),
+                      ("GOLDEN_CACHE_MAX_GB", "-1"), ("GOLDEN_CACHE_MAX_GB", "10G")]:
+        with monkeypatch.context() as m:
+            m.setenv(name, bad)
+            with pytest.raises(GoldenError, match=f"^{name}: expected a whole number of at least"):
+                build_images([load_spec(write_spec("web"))], artifacts=tmp_path / "artifacts")
     assert not (tmp_path / "artifacts").exists()
 
 
 def test_no_room_fails_before_any_stage(tmp_path, write_spec, monkeypatch):
     from golden.build.pipeline import build_image
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": 1 << 60, "cache": 0})
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": 1 << 60, "cache": 0, "tmp": 0})
     with pytest.raises(GoldenError, match="^not enough disk space: "):
         build_image(load_spec(write_spec("web")), artifacts=tmp_path / "artifacts")
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "cache" / "rootfs").exists()
