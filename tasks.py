@@ -118,8 +118,8 @@ def clean(c, image=None, keep=1, cache=False):
     def run():
         names = [s.name for s in select_specs(image)] if image else \
             sorted(p.name for p in artifacts_dir().iterdir() if p.is_dir()) if artifacts_dir().is_dir() else []
-        clean_up([artifacts_dir() / name for name in names], int(keep),
-                 select_specs(None, tests=True), whole_cache=cache)  # test-only images keep their cache too
+        specs = None if cache else select_specs(None, tests=True)  # test-only images keep their cache too
+        clean_up([artifacts_dir() / name for name in names], int(keep), specs, whole_cache=cache)
     _guard(run)
 
 

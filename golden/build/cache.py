@@ -5,12 +5,14 @@ interrupted stage never leaves an entry that looks usable. Each entry lists
 the sha256 of its files (.sha256sums); an entry that no longer matches (a
 disk error, a hand edit, a half-copied cache) is removed and rebuilt.
 
-Every process that uses entries holds a shared lock on .locks/in-use until it
-ends; pruning takes it exclusively, so it never removes an entry a running
-build still reads. An entry's modification time is its last use.
+Every process that uses the cache (a build from its first step) holds a read
+lock on .locks/in-use until it ends; pruning needs the write lock, so it
+never removes what a running build still reads. An entry's modification
+time is its last use.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -64,41 +66,47 @@ def entry_is_intact(entry: Path) -> bool:
     return sums.is_file() and sums.read_text() == _entry_sums(entry)
 
 
-_IN_USE: dict[Path, object] = {}  # cache directory: its .locks/in-use, open and locked shared
+_IN_USE: dict[Path, object] = {}  # cache directory: its .locks/in-use, open and read-locked
 _IN_USE_GUARD = threading.Lock()  # parallel builds are threads
 
 
-def _in_use_lock() -> object:
+def use_cache() -> object:
+    """Marks this process as a user of the cache until it ends: a read lock
+    (POSIX, per process) on .locks/in-use, which pruning must hold alone."""
     root = cache_dir().resolve()
     with _IN_USE_GUARD:
         if root not in _IN_USE:
             (root / ".locks").mkdir(parents=True, exist_ok=True)
-            _IN_USE[root] = (root / ".locks" / "in-use").open("w")
-            fcntl.flock(_IN_USE[root], fcntl.LOCK_SH)
+            _IN_USE[root] = (root / ".locks" / "in-use").open("a+")  # read and write: both kinds of lock
+            fcntl.lockf(_IN_USE[root], fcntl.LOCK_SH)
         return _IN_USE[root]
 
 
 @contextmanager
 def sole_user():
-    """Yields True, with the cache held exclusively, when no other process
-    uses it; else False. This process keeps its shared hold afterwards."""
-    lock_file = _in_use_lock()
+    """Yields True, with the cache locked for writing, when no other process
+    uses it; else False. Either way this process keeps its read lock (POSIX
+    locks convert atomically). Callers in one process take turns themselves."""
+    lock_file = use_cache()
     try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         sole = True
-    except BlockingIOError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         sole = False
     try:
         yield sole
     finally:
-        fcntl.flock(lock_file, fcntl.LOCK_SH)
+        if sole:
+            fcntl.lockf(lock_file, fcntl.LOCK_SH)
 
 
 def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force: bool = False) -> Path:
     """Returns the entry for key, running build(tmp_dir) only when it is
     missing, damaged, or force is set. Builds of the same entry take turns
     (a lock file per key): parallel image builds share it, built once."""
-    _in_use_lock()
+    use_cache()
     final = cache_dir() / kind / key
     final.parent.mkdir(parents=True, exist_ok=True)
     with (cache_dir() / ".locks" / f"{kind}-{key}").open("w") as lock_file:

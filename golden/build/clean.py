@@ -24,13 +24,20 @@ def clean_image(image_dir: Path, keep: int = 1, partials: bool = True, protect=(
         return []
     removed = [d for d in image_dir.glob(".*.partial") if d.is_dir()] if partials else []
     versions = version_dirs(image_dir)
-    tested = next((d for d in versions if (read_manifest(d / "manifest.json").get("test") or {}).get("passed")), None)
+    tested = next((d for d in versions if _passed(d)), None)
     stays = {p.resolve() for p in protect} | {d.resolve() for d in (tested, image_dir / "latest") if d and d.exists()}
     removed += [d for d in versions[max(keep, 1):] if d.resolve() not in stays]
     for d in removed:
         _remove(d)
         say(f"removed {d}")
     return removed
+
+
+def _passed(version: Path) -> bool:
+    try:
+        return bool((read_manifest(version / "manifest.json").get("test") or {}).get("passed"))
+    except GoldenError:  # unreadable: not known to have passed
+        return False
 
 
 def prune_cache(specs, max_bytes: int | None = None, say=print) -> list[Path]:
@@ -78,19 +85,24 @@ def _prune(specs, max_bytes: int | None, say) -> list[Path]:
         used |= {("container", k) for k in keys["container"].values()}
     entries = [e for kind in STAGE_KINDS if (cache_dir() / kind).is_dir()
                for e in (cache_dir() / kind).iterdir() if not _being_built(e)]
-    unused = sorted((e for e in entries if (e.parent.name, e.name) not in used), key=lambda e: e.stat().st_mtime)
+    leftovers = [e for e in entries if _WORK_DIR.fullmatch(e.name)]  # of stages whose process has ended
+    unused = sorted((e for e in entries if (e.parent.name, e.name) not in used and e not in leftovers),
+                    key=lambda e: e.stat().st_mtime)
     if max_bytes:  # else all of them
-        unused = _least_recently_used(unused, over=_disk_bytes(entries) - max_bytes,
-                                      kept=[e for e in entries if e not in unused])
-    for entry in unused:
+        unused = _least_recently_used(unused, over=_disk_bytes(entries) - _disk_bytes(leftovers) - max_bytes,
+                                      kept=[e for e in entries if e not in unused and e not in leftovers])
+    for entry in leftovers + unused:
         _remove(entry)
-        say(f"removed {entry} (no current image spec uses it)")
-    return unused
+        say(f"removed {entry} ({'left by an interrupted stage' if entry in leftovers else 'no current image spec uses it'})")
+    return leftovers + unused
+
+
+_WORK_DIR = re.compile(r".+\.(?:tmp|old)-(\d+)")  # cache.py's names while a stage works
 
 
 def _being_built(entry: Path) -> bool:
     """A stage's work directory whose process still runs (another build)."""
-    match = re.fullmatch(r".+\.(?:tmp|old)-(\d+)", entry.name)
+    match = _WORK_DIR.fullmatch(entry.name)
     return bool(match) and Path(f"/proc/{match[1]}").exists()
 
 
@@ -98,30 +110,31 @@ def _files(path: Path):
     return [path] if not path.is_dir() else [Path(d) / f for d, _, files in os.walk(path) for f in files]
 
 
-def _disk_bytes(paths, seen=None) -> int:
+def _disk_bytes(paths) -> int:
     """Bytes on disk, each file once (aliased entries share theirs: hard links)."""
-    seen = set() if seen is None else seen
-    total = 0
-    for path in paths:
-        for f in _files(path):
-            st = f.lstat()
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+    sizes = {}
+    for f in (f for path in paths for f in _files(path)):
+        st = f.lstat()
+        sizes[st.st_dev, st.st_ino] = st.st_blocks * 512
+    return sum(sizes.values())
 
 
 def _least_recently_used(unused: list[Path], over: int, kept: list[Path]) -> list[Path]:
-    """The oldest of unused (oldest first) whose removal frees `over` bytes; a
-    file that a kept entry shares (hard link) frees nothing."""
-    seen: set = set()
-    _disk_bytes(kept, seen)
+    """The oldest of unused (oldest first) whose removal frees `over` bytes. A
+    file frees its bytes with its last link (aliased entries are hard links),
+    never while a kept entry links it."""
+    kept_files = {(st.st_dev, st.st_ino) for st in (f.lstat() for e in kept for f in _files(e))}
+    links_left: dict = {}
     chosen = []
     for entry in unused:
         if over <= 0:
             break
         chosen.append(entry)
-        over -= _disk_bytes([entry], seen)
+        for st in (f.lstat() for f in _files(entry)):
+            inode = st.st_dev, st.st_ino
+            if inode not in kept_files:
+                links_left[inode] = links_left.get(inode, st.st_nlink) - 1
+                over -= st.st_blocks * 512 if links_left[inode] == 0 else 0
     return chosen
 
 

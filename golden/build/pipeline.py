@@ -30,7 +30,7 @@ from types import ModuleType
 from golden import settings
 from golden.build import changes, lock
 from golden.build.archive import ArchiveState, fetch_state, pockets
-from golden.build.cache import alias, cache_dir, cached_stage, hash_files, sha256_file, stage_key
+from golden.build.cache import alias, cache_dir, cached_stage, hash_files, sha256_file, stage_key, use_cache
 from golden.build.freshness import Plan, check_current, plan_build
 from golden.build.manifest import read_manifest, version_dirs, write_manifest
 from golden.build.space import give_back_space, require_free_space
@@ -187,13 +187,19 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
         built = [build_image(spec, artifacts, force=force, echo=echo, locked=locked) for spec in specs]
         _give_back_space(specs, built, artifacts, echo)
         return built
+    # Builds side by side: room for as many at once as have no artifact of their inputs yet.
+    pending = [spec for spec in specs if force or not find_artifact(spec, artifacts)]
+    if len(pending) > 1:
+        require_free_space(artifacts, builds=min(jobs, len(pending)),
+                           warm=not force and all(_cache_holds(spec) for spec in pending))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {spec.name: pool.submit(build_image, spec, artifacts, force=force, echo=echo,
-                                          label=f"{spec.name}: ", locked=locked,
-                                          at_once=min(jobs, len(specs))) for spec in specs}
+                                          label=f"{spec.name}: ", locked=locked) for spec in specs}
         try:
             wait(futures.values())
-        except BaseException:  # interrupted: stop every tool of every build, then let them fail
+        except BaseException:  # interrupted: no queued build starts, every running tool stops
+            for future in futures.values():
+                future.cancel()
             stop_all_running()
             raise
     failed = [name for name, f in futures.items() if f.exception()]
@@ -220,15 +226,15 @@ def _give_back_space(specs: list[ImageSpec], built: list[Path], artifacts: Path,
 
 
 def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = False, echo=sys.stdout,
-                label: str = "", locked: bool = False, at_once: int = 1) -> Path:
-    """at_once: how many builds run side by side (each needs its own disk space)."""
+                label: str = "", locked: bool = False) -> Path:
     artifacts = artifacts or settings.artifacts_dir()
+    use_cache()  # from now on, pruning elsewhere waits (./inv clean) or skips (another build's end)
     plan = plan_build(spec, requested_packages(spec), locked)  # before anything: fails in seconds
     if not force and not plan.refresh and (existing := find_artifact(spec, artifacts)):
         shown = existing.relative_to(REPO) if existing.is_relative_to(REPO) else existing
         print(f"{spec.name}: up to date: {shown} ({plan.summary})", file=echo)
         return existing
-    require_free_space(artifacts, builds=at_once, warm=not plan.refresh and _cache_holds(spec))
+    require_free_space(artifacts, warm=not force and not plan.refresh and _cache_holds(spec))
     key = build_key(spec)  # before any stage runs: edits made during the build can't mislabel it
     version = new_version()
     partial = artifacts / spec.name / f".{version}.partial"
@@ -349,6 +355,7 @@ def update_lock(spec: ImageSpec, echo=sys.stdout) -> Path:
     entries of the archives' state, so images that share a package set
     resolve it once."""
     path = lock.lock_path(spec)
+    use_cache()
     with tempfile.TemporaryDirectory(prefix=f"golden-lock-{spec.name}-") as tmp:
         log = BuildLog(Path(tmp) / "lock.log", echo=echo)
         ctx = BuildContext(spec, Plan(None, fetch_state(spec.base), "lock --update"), log).compute_keys()

@@ -71,7 +71,7 @@ def another_golden_process():
     """A second process that uses the stage cache ($GOLDEN_CACHE), as a build
     between two stages does, until the block ends."""
     other = subprocess.Popen(
-        [sys.executable, "-c", "from golden.build.cache import _in_use_lock; import time; _in_use_lock(); "
+        [sys.executable, "-c", "from golden.build.cache import use_cache; import time; use_cache(); "
                                "print('using', flush=True); time.sleep(120)"],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True)
     try:

@@ -1,5 +1,8 @@
 """The stage cache: entries are reused only when intact; damaged ones and
 --force rebuild; a failing stage leaves nothing behind."""
+import os
+import time
+
 import pytest
 
 from golden.build.cache import cached_stage
@@ -97,3 +100,13 @@ def test_parallel_builds_share_an_entry_built_once(cache):
         t.join()
     assert len(calls) == 1
     assert results == [cache / "rootfs" / "shared"] * 2
+
+
+def test_a_cache_hit_is_a_use(tmp_path, monkeypatch):
+    """Pruning down to a size goes by last use: a hit renews the entry's time."""
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    log = Log()
+    entry = cached_stage("disk", "k" * 20, lambda d: (d / "disk.img").write_bytes(b"x"), log)
+    os.utime(entry, (1_000_000, 1_000_000))
+    assert cached_stage("disk", "k" * 20, lambda d: pytest.fail("rebuilt"), log) == entry
+    assert entry.stat().st_mtime > time.time() - 60

@@ -101,3 +101,38 @@ def test_unreachable_archives_and_no_lock_fail_in_one_line_before_anything(tmp_p
     assert str(err.value).startswith(f"lost.lock: the archives are unreachable (file://{tmp_path}/none/dists/trixie/")
     assert str(err.value).endswith("and building needs a lock file; there is none yet") and "\n" not in str(err.value)
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "cache" / "rootfs").exists()
+
+
+def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path, write_spec):
+    """./inv build --all -j 2 stopped while two builds run mmdebstrap (real):
+    both stop, mmdebstrap cleans up its mounts, the third build never starts."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import REPO
+    for name in ("one", "two", "three"):
+        write_spec(name, f"name: {name}\nhostname: {name}\nbase: {{suite: trixie}}\npackages: [postgresql]\n")
+    artifacts = tmp_path / "artifacts"
+    code = ("import sys; from golden.spec import select_specs; from golden.build.pipeline import build_images\n"
+            "build_images(select_specs(None), jobs=2, echo=sys.stderr)\n")
+    env = dict(os.environ, GOLDEN_IMAGES=str(tmp_path / "images"),
+               GOLDEN_ARTIFACTS=str(artifacts), GOLDEN_CACHE=str(tmp_path / "cache"), GOLDEN_ACCEL="tcg",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not all("==> rootfs" in "".join(p.read_text() for p in (artifacts / n).glob(".*.partial/build.log"))
+                      for n in ("one", "three")):
+            assert time.monotonic() < deadline and proc.poll() is None, "the two builds did not start"
+            time.sleep(0.2)
+        time.sleep(3)  # mmdebstrap at work
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) != 0
+        assert not (artifacts / "two").exists()  # queued: never started
+    finally:
+        while proc.poll() is None:  # a build left running: interrupted until it ends (mmdebstrap unmounts)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(5)
+    assert not any(line.split()[4].startswith("/tmp/mmdebstrap.") for line in open("/proc/self/mountinfo"))

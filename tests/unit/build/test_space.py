@@ -158,3 +158,75 @@ def test_no_room_fails_before_any_stage(tmp_path, write_spec, monkeypatch):
     with pytest.raises(GoldenError, match="^not enough disk space: "):
         build_image(load_spec(write_spec("web")), artifacts=tmp_path / "artifacts")
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "cache" / "rootfs").exists()
+
+
+def test_force_counts_the_cache_even_when_it_holds_every_stage(tmp_path, locked_web, monkeypatch):
+    """--force rebuilds every stage: the cache and $TMPDIR need room again."""
+    from golden.build.lock import lock_path, read_lock
+    from golden.build.pipeline import _cache_holds, build_image, stage_keys
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    keys = stage_keys(locked_web, read_lock(lock_path(locked_web)))
+    for kind, key in [("rootfs", keys["rootfs"]), ("disk", keys["disk"])] + \
+            [("container", k) for k in keys["container"].values()]:
+        _entry(cache, kind, key)
+    assert _cache_holds(locked_web)
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": 0, "cache": 1 << 60, "tmp": 0})
+    with pytest.raises(GoldenError, match="^not enough disk space: "):
+        build_image(locked_web, artifacts=tmp_path / "artifacts", force=True)
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_problem_giving_space_back_never_fails_the_build(tmp_path, locked_web, monkeypatch):
+    from golden.build.pipeline import build_images, build_key
+
+    def broken(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/cache/rootfs/x")
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    built = _version(tmp_path / "artifacts" / "web", "20261120.100000", build_key(locked_web))
+    monkeypatch.setattr(space, "prune_cache", broken)
+    monkeypatch.setattr(space, "clean_image", broken)
+    out = io.StringIO()
+    assert build_images([locked_web], echo=out, artifacts=tmp_path / "artifacts") == [built]
+    assert "old versions not removed: [Errno 13] Permission denied: '/cache/rootfs/x'" in out.getvalue()
+    assert "cache not pruned: [Errno 13] Permission denied: '/cache/rootfs/x'" in out.getvalue()
+
+
+def test_an_alias_frees_its_bytes_only_with_its_last_link(tmp_path, locked_web, monkeypatch):
+    """A refreshed build files its rootfs under the pinned key too (hard links):
+    removing one of the two frees nothing, so pruning down to a size takes both."""
+    from golden.build.cache import alias
+    from golden.build.clean import prune_cache
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    now = time.time()
+    unpinned = _entry(cache, "rootfs", "a" * 20, megabytes=2, used_at=now - 3000)
+    alias("rootfs", "a" * 20, "b" * 20)
+    pinned = cache / "rootfs" / ("b" * 20)
+    os.utime(pinned, (now - 2000, now - 2000))
+    newer = _entry(cache, "disk", "c" * 20, megabytes=1, used_at=now - 1000)
+    assert prune_cache([locked_web], max_bytes=(1 << 20) + (64 << 10), say=lambda *_: None) == [unpinned, pinned]
+    assert newer.is_dir()
+
+
+def test_leftovers_of_ended_stages_go_whatever_the_size(tmp_path, locked_web, monkeypatch):
+    from golden.build.clean import prune_cache
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GOLDEN_CACHE", str(cache))
+    leftover = _entry(cache, "disk", f"{'d' * 20}.tmp-{2 ** 23 + 1}")  # its process has ended
+    entry = _entry(cache, "disk", "e" * 20)
+    assert prune_cache([locked_web], max_bytes=1 << 40, say=lambda *_: None) == [leftover]
+    assert entry.is_dir()
+
+
+def test_builds_side_by_side_are_checked_once_for_all_of_them(tmp_path, write_spec, monkeypatch):
+    """--jobs 2 with two images to build: room for two at once, before either
+    starts (each alone would fit)."""
+    from golden.build.pipeline import build_images
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    free = free_bytes(tmp_path)
+    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": int(free * 0.6), "cache": 0, "tmp": 0})
+    specs = [load_spec(write_spec(name)) for name in ("one", "two")]
+    with pytest.raises(GoldenError, match="^not enough disk space: .* 2 image builds at once need about"):
+        build_images(specs, jobs=2, artifacts=tmp_path / "artifacts")
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "cache" / "rootfs").exists()
