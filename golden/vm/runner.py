@@ -47,16 +47,18 @@ class BuildLog:
     def run(self, cmd: list, cwd=None, env=None, input: str | None = None, tail: int = 15) -> None:
         """Runs cmd with stdout+stderr appended to the log; on failure raises
         GoldenError with the last lines of its output."""
+        _refuse_after_interrupt(cmd)
         self.write(f"$ {shlex.join(str(c) for c in cmd)}" + (f" <<EOF\n{input}EOF" if input else ""))
         start = time.monotonic()
         with self.path.open("a") as f:
             offset = f.tell()
             # Its own process group: an interrupt stops the tool and everything it
             # started (Packer's plugins, QEMU), not just the tool itself.
-            proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True,
-                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                                    stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
-            with _RUNNING_LOCK:
+            with _RUNNING_LOCK:  # started under the lock: stop_all_running sees every tool
+                _refuse_after_interrupt(cmd)
+                proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True,
+                                        stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
                 _RUNNING.add(proc)
             try:
                 proc.communicate(input)
@@ -80,10 +82,19 @@ class BuildLog:
 # Tools running now, in any thread: an interrupt of parallel builds stops them all.
 _RUNNING: set[subprocess.Popen] = set()
 _RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set by an interrupt: this process starts no new tool
+
+
+def _refuse_after_interrupt(cmd: list) -> None:
+    if _STOPPING.is_set():
+        raise GoldenError(f"interrupted: {Path(str(cmd[0])).name} not started")
 
 
 def stop_all_running() -> None:
+    """After an interrupt: stops every tool running and lets no new one start
+    (a build waiting for a shared stage would otherwise go on to run it)."""
     with _RUNNING_LOCK:
+        _STOPPING.set()
         running = list(_RUNNING)
     for proc in running:
         stop_process_group(proc)

@@ -32,6 +32,15 @@ def own_state(tmp_path, monkeypatch):
     monkeypatch.setattr(golden.build.space, "BUILD_NEEDS", dict.fromkeys(golden.build.space.BUILD_NEEDS, 0))
 
 
+@pytest.fixture(autouse=True)
+def tools_may_start():
+    """An interrupt stops this process's tools for good (golden.vm.runner);
+    a test that interrupts in-process leaves the next test free to start them."""
+    import golden.vm.runner
+    yield
+    golden.vm.runner._STOPPING.clear()
+
+
 @pytest.fixture
 def images_dir(tmp_path):
     d = tmp_path / "images"

@@ -104,8 +104,9 @@ def test_unreachable_archives_and_no_lock_fail_in_one_line_before_anything(tmp_p
 
 
 def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path, write_spec):
-    """./inv build --all -j 2 stopped while two builds run mmdebstrap (real):
-    both stop, mmdebstrap cleans up its mounts, the third build never starts."""
+    """./inv build --all -j 2 stopped while two builds are in their rootfs
+    stage (real mmdebstrap): the tool stops and cleans up its mounts, the
+    build waiting for the same stage starts none, the third never starts."""
     import os
     import signal
     import subprocess
@@ -131,6 +132,10 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) != 0
         assert not (artifacts / "two").exists()  # queued: never started
+        # one and three share their rootfs: one runs mmdebstrap, three waits for it and, once
+        # interrupted, does not run its own.
+        logs = "".join(p.read_text() for n in ("one", "three") for p in (artifacts / n).glob(".*.partial/build.log"))
+        assert logs.count("\n$ mmdebstrap ") == 1
     finally:
         while proc.poll() is None:  # a build left running: interrupted until it ends (mmdebstrap unmounts)
             proc.send_signal(signal.SIGINT)
