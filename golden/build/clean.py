@@ -76,13 +76,8 @@ def _alone():
 
 
 def _prune(specs, max_bytes: int | None, say) -> list[Path]:
-    from golden.build.pipeline import stage_keys
-    from golden.build.lock import lock_path, read_lock
-    used = set()
-    for spec in specs:
-        keys = stage_keys(spec, read_lock(lock_path(spec)))
-        used |= {("rootfs", keys["rootfs"]), ("disk", keys["disk"])}
-        used |= {("container", k) for k in keys["container"].values()}
+    from golden.build.pipeline import locked_entries
+    used = {entry for spec in specs for entry in locked_entries(spec)}
     entries = [e for kind in STAGE_KINDS if (cache_dir() / kind).is_dir()
                for e in (cache_dir() / kind).iterdir() if not _being_built(e)]
     leftovers = [e for e in entries if _WORK_DIR.fullmatch(e.name)]  # of stages whose process has ended

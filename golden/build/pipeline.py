@@ -265,11 +265,15 @@ def build_image(spec: ImageSpec, artifacts: Path | None = None, force: bool = Fa
         raise
 
 
+def locked_entries(spec: ImageSpec) -> list[tuple[str, str]]:
+    """(stage kind, cache key) of every cached stage a build of exactly spec's lock uses."""
+    keys = stage_keys(spec, lock.read_lock(lock.lock_path(spec)))
+    return [("rootfs", keys["rootfs"]), ("disk", keys["disk"])] + [("container", k) for k in keys["container"].values()]
+
+
 def _cache_holds(spec: ImageSpec) -> bool:
     """Every stage cache entry a build of exactly the lock uses exists."""
-    keys = stage_keys(spec, lock.read_lock(lock.lock_path(spec)))
-    entries = [("rootfs", keys["rootfs"]), ("disk", keys["disk"])] + [("container", k) for k in keys["container"].values()]
-    return all((cache_dir() / kind / key).is_dir() for kind, key in entries)
+    return all((cache_dir() / kind / key).is_dir() for kind, key in locked_entries(spec))
 
 
 def run_stages(ctx: BuildContext, only: set[str] | None = None) -> None:

@@ -223,14 +223,14 @@ def test_keep_prunes_old_versions(artifact, keys, target):
     assert (target.root / "web" / "20261122.110000" / "SHA256SUMS.sig").is_file()
 
 
-def test_killed_publish_leaves_previous_catalog_valid(artifact, keys, target):
+def test_killed_publish_leaves_previous_catalog_valid(artifact, keys, target, tmp_path):
     publish(artifact(), target.to, say=lambda *_: None)
     repo = target.root
     before = (repo / "web" / "metadata.json").read_text()
     big = artifact(version="20261122.110000", disk_mb=400)
     code = ("import sys; from pathlib import Path; from golden.publish.release import publish; "
             f"publish(Path({str(big)!r}), {target.to!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, TMPDIR=str(tmp_path)))  # its leftovers go with tmp_path
     deadline = time.monotonic() + 60
     # Killed once the first file is in staging, while the next one is on its way.
     while not list((repo / "web").glob(".20261122.110000.tmp-*/*")):
@@ -544,7 +544,7 @@ def test_a_crash_in_the_middle_of_force_leaves_the_catalog_valid_and_complete(ar
     big = artifact(disk_mb=400)  # the same version, other content
     code = ("import sys; from pathlib import Path; from golden.publish.release import publish; "
             f"publish(Path({str(big)!r}), {target.to!r}, force=True)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, TMPDIR=str(tmp_path)))  # its leftovers go with tmp_path
     deadline = time.monotonic() + 60
     while not list((target.root / "web").glob(".20261122.100000-*.tmp-*/*")):
         assert proc.poll() is None and time.monotonic() < deadline, "publish finished before it could be killed"
