@@ -17,8 +17,13 @@ from golden.verify.junit import Counts, junit_counts, run_pytest
 TEST_BUILD_JOBS = 2
 
 
+# Two test files at a time: many unit tests wait on the archives or on a
+# tool's I/O (real mmdebstrap runs), so the two cores are rarely both busy.
+UNIT_WORKERS = ["-n", "2", "--dist", "loadfile"]
+
+
 def run_unit_tests(report: Path) -> tuple[int, Counts]:
-    return run_pytest("unit", report), junit_counts(report)
+    return run_pytest("unit", report, *UNIT_WORKERS), junit_counts(report)
 
 
 def run_lab_test(echo=sys.stdout) -> Counts:

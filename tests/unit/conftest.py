@@ -23,12 +23,17 @@ disk:
 
 
 @pytest.fixture(autouse=True)
-def own_state(tmp_path, monkeypatch):
-    """What a test's golden has seen (catalog serials) is its own, never the
-    user's; its tiny builds do not ask for a real build's disk space
+def own_state(tmp_path, tmp_path_factory, monkeypatch):
+    """What a test's golden has seen (catalog serials) and its lab state are
+    its own, never the user's; its stage cache is the test run's (the
+    archives' indexes are fetched once), unless the test names its own; its
+    tiny builds do not ask for a real build's disk space
     (tests/unit/build/test_space.py sets what it checks)."""
     import golden.build.space
+    import golden.lab
     monkeypatch.setenv("GOLDEN_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path_factory.getbasetemp() / "golden-cache"))
+    monkeypatch.setattr(golden.lab, "STATE_DIR", tmp_path / ".lab")
     monkeypatch.setattr(golden.build.space, "BUILD_NEEDS", dict.fromkeys(golden.build.space.BUILD_NEEDS, 0))
 
 

@@ -22,7 +22,7 @@ PROBE = textwrap.dedent("""\
     ip link set lo up
     ip addr add 10.213.0.2/24 dev vm0 && ip link set vm0 up
     unshare --net sleep 30 >/dev/null 2>&1 & outside=$!
-    sleep 0.3
+    while [ "$(readlink /proc/$outside/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.05; done
     ip link set out0 netns $outside
     nsenter --net=/proc/$outside/ns/net sh -c 'ip link set lo up; ip addr add 10.213.0.1/24 dev out0; ip link set out0 up'
     nft -f "$1" && nft -f "$1"
@@ -31,7 +31,9 @@ PROBE = textwrap.dedent("""\
       timeout 30 python3 -c "import socket; s = socket.socket(); s.bind(('0.0.0.0', $port)); s.listen()
     while True: s.accept()[0].close()" >/dev/null 2>&1 & pids="$pids $!"
     done
-    sleep 0.5
+    for port in 22 80 443 8080 8081; do
+      until ss -Hltn "sport = :$port" | grep -q .; do sleep 0.05; done
+    done
     for port in 22 80 443 8080 8081; do
       if nsenter --net=/proc/$outside/ns/net python3 -c "import socket; socket.create_connection(('10.213.0.2', $port), timeout=1)" 2>/dev/null
       then echo "$port open"; else echo "$port closed"; fi

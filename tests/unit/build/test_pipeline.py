@@ -120,7 +120,11 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
             "build_images(select_specs(None), jobs=2, echo=sys.stderr)\n")
     env = dict(os.environ, GOLDEN_IMAGES=str(tmp_path / "images"),
                GOLDEN_ARTIFACTS=str(artifacts), GOLDEN_CACHE=str(tmp_path / "cache"), GOLDEN_ACCEL="tcg",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # its chroots' mounts: ours alone, whoever else runs mmdebstrap
+
+    def own_mounts() -> list[str]:
+        return [line.split()[4] for line in open("/proc/self/mountinfo")
+                if line.split()[4].startswith(f"{tmp_path}/mmdebstrap.")]
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -128,7 +132,9 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
                       for n in ("one", "three")):
             assert time.monotonic() < deadline and proc.poll() is None, "the two builds did not start"
             time.sleep(0.2)
-        time.sleep(3)  # mmdebstrap at work
+        while not own_mounts():  # mmdebstrap at work in its chroot
+            assert time.monotonic() < deadline and proc.poll() is None, "mmdebstrap mounted nothing"
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) != 0
         assert not (artifacts / "two").exists()  # queued: never started
@@ -140,4 +146,4 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
         while proc.poll() is None:  # a build left running: interrupted until it ends (mmdebstrap unmounts)
             proc.send_signal(signal.SIGINT)
             time.sleep(5)
-    assert not any(line.split()[4].startswith("/tmp/mmdebstrap.") for line in open("/proc/self/mountinfo"))
+    assert own_mounts() == []

@@ -373,22 +373,34 @@ def test_sha256sums_other_than_the_tested_checksums_is_refused(artifact, keys, t
     assert not (target.root / "web").exists()
 
 
-def test_a_file_changed_after_the_gate_is_not_published(artifact, keys, tmp_path):
+def test_a_file_changed_after_the_gate_is_not_published(artifact, keys, tmp_path, monkeypatch):
     """The gate runs again under the lock (and the upload hashes the bytes it sends)."""
     import fcntl
     import threading
+    import golden.publish.release as release
     a, repo = artifact(), tmp_path / "repo"
     (repo / "web").mkdir(parents=True)
-    errors = []
+    errors, gates_passed = [], []
+    gate = release.check_publishable
+
+    def counted_gate(*args, **kwargs):
+        manifest = gate(*args, **kwargs)
+        gates_passed.append(args)
+        return manifest
+    monkeypatch.setattr(release, "check_publishable", counted_gate)
     with (repo / "web" / ".publish.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another publisher holds the image's lock
         thread = threading.Thread(target=lambda: errors.append(_publish_error(a, repo)))
         thread.start()
-        time.sleep(2)  # past the gate, waiting for the lock
+        deadline = time.monotonic() + 60
+        while not gates_passed:  # past the first gate, then waiting for the lock
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.05)
         with (a / "web-20261122.100000.qcow2").open("r+b") as f:
             f.seek(0)
             f.write(b"X")  # same size, other bytes
     thread.join(60)
+    assert len(gates_passed) == 1  # the second gate, under the lock, refused it
     assert errors and "web-20261122.100000.qcow2 does not match the checksum it was tested with" in errors[0]
     assert sorted(p.name for p in (repo / "web").iterdir()) == [".publish.lock"]
 

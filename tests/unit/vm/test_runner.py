@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_stop_all_running_stops_tools_of_every_thread(tmp_path):
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
-    while len(subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True).stdout.split()) < 2:
+    while len(subprocess.run(["pgrep", "-P", str(os.getpid()), "-fx", "sleep 300"], capture_output=True, text=True).stdout.split()) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     start = time.monotonic()
