@@ -1,4 +1,4 @@
-"""A fresh host (run by ./inv test after the Vagrant suite): the image's
+"""A fresh host (run by ./inv test beside the Vagrant suite): the image's
 qcow2, the file `./inv publish` uploads, booted by the README's own recipe
 (plain QEMU, UEFI with Secure Boot, e1000e NIC, NVMe disk, a NoCloud seed),
 as a user would boot it on a new machine. The VM is booted once for
