@@ -110,3 +110,28 @@ def test_a_cache_hit_is_a_use(tmp_path, monkeypatch):
     os.utime(entry, (1_000_000, 1_000_000))
     assert cached_stage("disk", "k" * 20, lambda d: pytest.fail("rebuilt"), log) == entry
     assert entry.stat().st_mtime > time.time() - 60
+
+
+def _another_process_is_sole_user() -> bool:
+    import subprocess
+    import sys
+    from conftest import REPO
+    code = "from golden.build.cache import sole_user\nwith sole_user() as sole: print(sole)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
+    return {"True\n": True, "False\n": False}[out]
+
+
+def test_this_process_keeps_using_the_cache_after_asking_to_be_its_sole_user(cache):
+    """Whether the write lock was refused (another user) or granted, this
+    process still holds its read lock afterwards: no other process may prune."""
+    from conftest import another_golden_process
+    from golden.build.cache import sole_user
+    assert _another_process_is_sole_user()  # nobody uses this cache yet
+    with another_golden_process():
+        with sole_user() as sole:
+            assert not sole
+    assert not _another_process_is_sole_user()  # the refused attempt left our read lock
+    with sole_user() as sole:  # alone now (another process would wait to start using it)
+        assert sole
+    assert not _another_process_is_sole_user()  # back to a read lock, still held
