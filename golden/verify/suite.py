@@ -34,22 +34,37 @@ def run_lab_test(echo=sys.stdout) -> Counts:
         return junit_counts(report)
 
 
+def cpu_ticks(stat: str | None = None) -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot, from /proc/stat."""
+    if stat is None:
+        stat = Path("/proc/stat").read_text()
+    fields = [int(f) for f in stat.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    total = sum(fields[:8])  # guest time is counted in user already
+    return total - idle, total
+
+
 class Stopwatch:
-    """Seconds of each named part of a run, in the order they ran."""
+    """Seconds of each named part of a run, in the order they ran, and how
+    busy the host's CPUs were meanwhile (near 100%: only less work makes it faster)."""
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.busy: dict[str, float] = {}
 
     def part(self, name: str, fn, *args, **kwargs):
-        start = time.monotonic()
+        start, (busy, total) = time.monotonic(), cpu_ticks()
         try:
             return fn(*args, **kwargs)
         finally:
             self.seconds[name] = round(time.monotonic() - start, 1)
+            busy_after, total_after = cpu_ticks()
+            self.busy[name] = round(100 * (busy_after - busy) / max(total_after - total, 1))
 
     def summary(self) -> str:
         total = sum(self.seconds.values())
-        return (f"{total / 60:.1f} min in all (minutes: "
-                + ", ".join(f"{name} {secs / 60:.1f}" for name, secs in self.seconds.items()) + ")")
+        return (f"{total / 60:.1f} min in all (minutes, CPUs busy: "
+                + ", ".join(f"{name} {secs / 60:.1f} {self.busy.get(name, 0)}%"
+                            for name, secs in self.seconds.items()) + ")")
 
 
 def run_test_suite(specs, echo=sys.stdout) -> bool:

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from golden.verify.suite import Stopwatch
+from golden.verify.suite import Stopwatch, cpu_ticks
 
 
 def test_stopwatch_times_each_part_in_order_and_a_failed_one_too():
@@ -14,4 +14,31 @@ def test_stopwatch_times_each_part_in_order_and_a_failed_one_too():
     assert list(watch.seconds) == ["unit tests", "builds"]
     assert 0.2 <= watch.seconds["builds"] < 2
     watch.seconds = {"unit tests": 330.0, "builds": 660.0, "validation of infra": 360.0}
-    assert watch.summary() == "22.5 min in all (minutes: unit tests 5.5, builds 11.0, validation of infra 6.0)"
+    watch.busy = {"unit tests": 81, "builds": 97, "validation of infra": 99}
+    assert watch.summary() == ("22.5 min in all (minutes, CPUs busy: unit tests 5.5 81%, builds 11.0 97%, "
+                               "validation of infra 6.0 99%)")
+
+
+def test_cpu_ticks_count_idle_and_iowait_as_not_busy():
+    stat = "cpu  100 5 20 800 50 1 2 3 40 0\ncpu0 50 2 10 400 25 0 1 1 20 0\n"
+    assert cpu_ticks(stat) == (131, 981)  # user nice system irq softirq steal; guest is inside user
+
+
+def test_a_part_that_keeps_every_cpu_busy_shows_it():
+    import multiprocessing
+    import os
+
+    def spin():
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            pass
+
+    def on_every_cpu():
+        procs = [multiprocessing.Process(target=spin) for _ in range(os.cpu_count())]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    watch = Stopwatch()
+    watch.part("spin", on_every_cpu)
+    assert watch.busy["spin"] >= 80
