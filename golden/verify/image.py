@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from golden.build.manifest import read_manifest, record_test
@@ -86,16 +87,22 @@ class _FreshHostRun:
 
     def __init__(self, command: list, output: Path, log: BuildLog):
         self.command, self.output, self.log = command, output, log
+        self.seconds = 0.0
         self.thread = threading.Thread(target=self._run, name="tests/fresh")
+        log.say(f"==> {self.STAGE}, beside the Vagrant part")
         self.thread.start()
 
     def _run(self) -> None:
-        with self.log.stage(self.STAGE), self.output.open("w") as out:
+        start = time.monotonic()
+        with self.output.open("w") as out:
             subprocess.run(self.command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        self.seconds = round(time.monotonic() - start, 1)
 
     def finish(self, echo) -> None:
         """Waits for it (an interrupt reaches its pytest too: same process group), then shows its output."""
         self.thread.join()
+        self.log.stage_seconds[self.STAGE] = self.seconds
+        self.log.say(f"<== {self.STAGE} done in {self.seconds}s")
         if self.output.is_file():
             print(self.output.read_text(errors="replace"), end="", file=echo, flush=True)
 
