@@ -117,7 +117,7 @@ def _another_process_is_sole_user() -> bool:
     import sys
     from conftest import REPO
     code = "from golden.build.cache import sole_user\nwith sole_user() as sole: print(sole)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=30,
                          env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
     return {"True\n": True, "False\n": False}[out]
 

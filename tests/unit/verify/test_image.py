@@ -1,5 +1,6 @@
 """The fresh host's tests run beside the Vagrant part: in a thread, their
-output held back until they end, their time in the validation log."""
+output held back until they end, their log and time put into the
+validation's; an interrupt stops them, and only a run to its end counts."""
 import io
 import sys
 import time
@@ -8,16 +9,60 @@ from golden.verify.image import _FreshHostRun
 from golden.vm.runner import BuildLog
 
 
-def test_the_fresh_host_run_goes_on_beside_the_caller_and_shows_its_output_at_the_end(tmp_path):
+def _run(tmp_path, code: str):
     echo = io.StringIO()
     log = BuildLog(tmp_path / "test.log", echo=echo)
+    (tmp_path / "fresh").mkdir()
+    return _FreshHostRun([sys.executable, "-c", code], tmp_path / "fresh", log), echo
+
+
+def test_it_goes_on_beside_the_caller_and_shows_its_output_and_log_at_the_end(tmp_path):
     start = time.monotonic()
-    run = _FreshHostRun([sys.executable, "-c", "import time; time.sleep(1); print('fresh host: 12 passed')"],
-                        tmp_path / "fresh.out", log)
+    run, echo = _run(tmp_path, "import pathlib, sys, time; time.sleep(1)\n"
+                               f"pathlib.Path({str(tmp_path / 'fresh' / 'fresh-host.log')!r}).write_text('serial: login')\n"
+                               "print('fresh host: 12 passed', flush=True); sys.exit(0)")
     assert time.monotonic() - start < 0.9  # started, not waited for
-    assert "fresh host" not in echo.getvalue()  # nothing of it mixed into the caller's output meanwhile
     run.finish(echo)
     shown = echo.getvalue()
     assert shown.index("==> tests/fresh") < shown.index("<== tests/fresh") < shown.index("fresh host: 12 passed")
-    assert 1 <= log.stage_seconds[_FreshHostRun.STAGE] < 30
-    assert "<== tests/fresh (qcow2, QEMU, cloud-init seed) done in" in (tmp_path / "test.log").read_text()
+    assert run.rc == 0 and 1 <= run.log.stage_seconds[_FreshHostRun.STAGE] < 30
+    log = (tmp_path / "test.log").read_text()
+    assert "<== tests/fresh (qcow2, QEMU, cloud-init seed) done in" in log
+    assert "---- fresh-host.log ----\nserial: login" in log
+
+
+def test_its_exit_code_is_kept(tmp_path):
+    run, echo = _run(tmp_path, "import sys; print('1 failed'); sys.exit(1)")
+    run.finish(echo)
+    assert run.rc == 1 and "1 failed" in echo.getvalue()
+
+
+def test_an_interrupt_stops_it_and_it_does_not_count_as_a_run_to_its_end(tmp_path):
+    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+                               "    print('stopped its VM', flush=True); raise SystemExit(2)")
+    time.sleep(0.5)  # Python is up and sleeping
+    start = time.monotonic()
+    run.interrupt()
+    run.finish(echo, timeout=60)
+    assert time.monotonic() - start < 30
+    assert run.rc == 2 and "stopped its VM" in echo.getvalue()
+
+
+def test_one_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path):
+    run, echo = _run(tmp_path, "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(300)")
+    time.sleep(0.5)
+    run.interrupt()
+    start = time.monotonic()
+    run.finish(echo, timeout=1)
+    assert time.monotonic() - start < 15
+    assert run.rc != 0 and "did not stop within 1 s of the interrupt: killed" in echo.getvalue()
+
+
+def test_one_that_cannot_start_has_no_exit_code_and_says_why(tmp_path):
+    echo = io.StringIO()
+    log = BuildLog(tmp_path / "test.log", echo=echo)
+    (tmp_path / "fresh").mkdir()
+    run = _FreshHostRun([str(tmp_path / "no-such-program")], tmp_path / "fresh", log)
+    run.finish(echo)
+    assert run.rc is None
+    assert "tests/fresh could not run: FileNotFoundError" in (tmp_path / "test.log").read_text()
