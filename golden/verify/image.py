@@ -45,8 +45,8 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
     fresh_host, image_rc, interrupted = None, None, False
     try:
         if fresh_report in reports:  # beside the Vagrant part: the two cores are rarely both busy
-            fresh_host = _start_fresh_host(artifact, manifest_path, fresh_report, work, log)
-        image_rc = _vagrant_part(artifact, manifest_path, report, work, log)
+            fresh_host = _start_fresh_host(artifact, manifest, manifest_path, fresh_report, work, log)
+        image_rc = _vagrant_part(artifact, manifest, manifest_path, report, work, log)
     except BaseException:
         interrupted = True  # or failed: the fresh host's result no longer decides anything
         if fresh_host:
@@ -68,9 +68,9 @@ def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
     return counts
 
 
-def _vagrant_part(artifact: Path, manifest_path: Path, report: Path, work: Path, log: BuildLog) -> int:
+def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: Path, work: Path,
+                  log: BuildLog) -> int:
     """The box up in Vagrant, tests/image, the VM destroyed; tests/image's exit code."""
-    manifest = read_manifest(manifest_path)
     name, version = manifest["name"], manifest["version"]
     with libvirt_session(work, say=log.say) as session:
         # The test VM's disk is 2 GiB larger than the image's: its root must grow to it.
@@ -111,10 +111,11 @@ class _FreshHostRun:
     once it ends, not mixed into the Vagrant part's. rc: its pytest's exit
     code, None when it did not run to its end."""
     STAGE = "tests/fresh (qcow2, QEMU, cloud-init seed)"
+    LOG = "fresh-host.log"  # in its work directory: QEMU's and the serial console's lines
 
     def __init__(self, command: list, work: Path, log: BuildLog):
-        self.command, self.work, self.log = command, work, log
-        self.output, self.fresh_log = work / "pytest.out", work / "fresh-host.log"
+        self.command, self.log = command, log
+        self.output, self.fresh_log = work / "pytest.out", work / self.LOG
         self.seconds, self.rc, self.proc = 0.0, None, None
         self.started = threading.Event()
         # A daemon thread: a second interrupt while waiting for it does not hold the exit.
@@ -158,10 +159,11 @@ class _FreshHostRun:
             print(self.output.read_text(errors="replace"), end="", file=echo, flush=True)
 
 
-def _start_fresh_host(artifact: Path, manifest_path: Path, report: Path, work: Path, log: BuildLog) -> _FreshHostRun:
-    manifest = read_manifest(manifest_path)
+def _start_fresh_host(artifact: Path, manifest: dict, manifest_path: Path, report: Path, work: Path,
+                      log: BuildLog) -> _FreshHostRun:
     qcow2 = artifact / f"{manifest['name']}-{manifest['version']}.qcow2"
-    (work / "fresh").mkdir()
+    fresh_work = work / "fresh"
+    fresh_work.mkdir()
     command = pytest_command("fresh", report, f"--golden-qcow2={qcow2}", f"--golden-manifest={manifest_path}",
-                             f"--golden-log={work / 'fresh' / 'fresh-host.log'}")
-    return _FreshHostRun(command, work / "fresh", log)
+                             f"--golden-log={fresh_work / _FreshHostRun.LOG}")
+    return _FreshHostRun(command, fresh_work, log)
