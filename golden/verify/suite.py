@@ -1,8 +1,9 @@
 """./inv test: the unit tests, then every image built if needed and
-validated (golden.verify.image), then the lab up and down. Ends with one
-'N passed, N failed' line."""
+validated (golden.verify.image; as many VMs at once as cores), then the lab
+up and down. Ends with one 'N passed, N failed' line."""
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -11,8 +12,11 @@ from pathlib import Path
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
 from golden.lab import load_lab
-from golden.verify.image import validate_artifact
+from golden.verify.beside import BackgroundRun, running_beside
+from golden.verify.image import validate_artifact, validation_reports
 from golden.verify.junit import Counts, junit_counts, run_pytest
+from golden.vm.libvirt import LibvirtSession, ensure_storage_pool, libvirt_session
+from golden.vm.runner import BuildLog
 
 TEST_BUILD_JOBS = 2
 
@@ -67,6 +71,46 @@ class Stopwatch:
                             for name, secs in self.seconds.items()) + ")")
 
 
+VM_SLOTS = 2  # VMs booted at once: one per core under TCG
+
+
+def vms_of(artifact: Path) -> int:
+    """VMs its validation runs at once: the Vagrant VM and, for a product, the fresh host."""
+    return 1 if read_manifest(artifact / "manifest.json").get("test_only") else 2
+
+
+def validation_groups(artifacts: list[Path]) -> list[list[Path]]:
+    """The validations in order, next ones together while their VMs fit in VM_SLOTS."""
+    groups: list[list[Path]] = []
+    for artifact in artifacts:
+        if groups and sum(map(vms_of, groups[-1])) + vms_of(artifact) <= VM_SLOTS:
+            groups[-1].append(artifact)
+        else:
+            groups.append([artifact])
+    return groups
+
+
+def validate_side_by_side(artifacts: list[Path], session: LibvirtSession, echo=sys.stdout) -> tuple[Counts, bool]:
+    """The first one shown as it goes; the others (python -m golden.verify.image)
+    in the session's namespace, each with its own libvirt network, shown when
+    they end. An interrupt or failure of the first stops them. (counts, all passed)"""
+    if len(artifacts) > 1:
+        ensure_storage_pool(session)
+    others = [BackgroundRun(f"validation of {a.parent.name}",
+                            session.wrap([sys.executable, "-m", "golden.verify.image", a, slot]),
+                            Path(tempfile.mkdtemp(prefix="golden-validation-")) / "output",
+                            BuildLog(a / "test.log", echo=echo, label=f"{a.parent.name}: "))
+              for slot, a in enumerate(artifacts[1:], start=1)]
+    with running_beside(others, echo):
+        counts = validate_artifact(artifacts[0], echo, session=session)
+    passed = read_manifest(artifacts[0] / "manifest.json")["test"]["passed"]
+    for artifact, run in zip(artifacts[1:], others):
+        counts += sum(map(junit_counts, validation_reports(artifact)), Counts())
+        passed = passed and run.rc == 0  # its exit is 0 only when the verdict it recorded is a pass
+        shutil.rmtree(run.output.parent, ignore_errors=True)
+    return counts, passed
+
+
 def run_test_suite(specs, echo=sys.stdout) -> bool:
     """tests/unit, then each image validated. Images with no artifact of their
     current inputs are built first, as `./inv build --all -j 2` would: the
@@ -85,11 +129,13 @@ def run_test_suite(specs, echo=sys.stdout) -> bool:
         # Up-to-date artifacts are reused; the others are built (current packages, see freshness.py).
         built = dict(zip([s.name for s in specs],
                          watch.part("builds", build_images, specs, jobs=TEST_BUILD_JOBS, echo=echo)))
-        for spec in specs:
-            artifact = built[spec.name]
-            counts = watch.part(f"validation of {spec.name}", validate_artifact, artifact, echo=echo)
-            total += counts
-            ok = ok and read_manifest(artifact / "manifest.json")["test"]["passed"]
+        with tempfile.TemporaryDirectory(prefix="golden-libvirt-") as tmp, \
+                libvirt_session(Path(tmp), say=lambda line: print(line, file=echo)) as session:
+            for group in validation_groups([built[s.name] for s in specs]):
+                names = " and ".join(a.parent.name for a in group)
+                counts, passed = watch.part(f"validation of {names}", validate_side_by_side, group, session, echo)
+                total += counts
+                ok = ok and passed
         lab_images = {m.image for m in load_lab()}
         if ok and lab_images <= {s.name for s in specs}:
             counts = watch.part("lab", run_lab_test, echo)

@@ -26,6 +26,7 @@ URI = "qemu:///system"
 @dataclass
 class LibvirtSession:
     netns: str | None  # None: an existing daemon outside any namespace
+    log_dir: Path | None = None  # where the daemons started for it log
 
     def wrap(self, cmd: list) -> list[str]:
         cmd = [str(c) for c in cmd]
@@ -51,6 +52,20 @@ def delete_volumes(prefix: str, session: LibvirtSession, log) -> None:
     for vol in (line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()):
         if vol.startswith(prefix):
             log.run(session.wrap(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol]))
+
+
+def ensure_storage_pool(session: LibvirtSession, name: str = "default",
+                        target: Path = Path("/var/lib/libvirt/images")) -> None:
+    """The storage pool Vagrant uploads boxes to, made before Vagrants run side
+    by side: each would make it when missing, and the second one would fail."""
+    virsh = lambda *args: subprocess.run(session.wrap(["virsh", "-c", URI, *args]), capture_output=True, text=True)
+    if virsh("pool-info", name).returncode == 0:
+        return
+    for args in (("pool-define-as", name, "dir", "--target", str(target)), ("pool-build", name),
+                 ("pool-start", name)):
+        proc = virsh(*args)
+        if proc.returncode != 0:
+            raise GoldenError(f"libvirt: virsh {args[0]} {name} failed: {proc.stderr.strip()}")
 
 
 def _kill_namespace_processes(netns: str) -> None:
@@ -107,7 +122,7 @@ def open_session(netns: str, log_dir: Path, say=print) -> tuple[LibvirtSession, 
         say("libvirt: using the running daemon")
         return LibvirtSession(netns=None), {}
     say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {netns}")
-    return LibvirtSession(netns=netns), start_private_libvirt(netns, log_dir)
+    return LibvirtSession(netns=netns, log_dir=log_dir), start_private_libvirt(netns, log_dir)
 
 
 @contextmanager

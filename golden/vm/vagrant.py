@@ -15,6 +15,12 @@ from golden.vm.runner import BuildLog
 
 NVRAM_ROOT = Path("/var/lib/libvirt/qemu/nvram")
 
+# The libvirt network (name, address) of the VMs of each validation running at
+# the same time. Each its own: vagrant destroy removes a network it created
+# once no VM uses it, which could happen while another validation's VM is
+# between a halt and its next start. None: Vagrant's default, vagrant-libvirt.
+TEST_NETWORKS = [None, ("golden-test-1", "192.168.125.0/24")]
+
 
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
     """The environment of every vagrant command: vagrant/Vagrantfile, libvirt,
@@ -26,7 +32,8 @@ def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
 
 class VagrantVMs:
     def __init__(self, box_file: Path, box_name: str, machines: list[str], work: Path,
-                 session: LibvirtSession, log: BuildLog, disk_gb: int | None = None):
+                 session: LibvirtSession, log: BuildLog, disk_gb: int | None = None,
+                 network: tuple[str, str] | None = None):
         self.box_file, self.box_name, self.machines = box_file, box_name, machines
         self.work, self.session, self.log = work, session, log
         work.mkdir(parents=True, exist_ok=True)
@@ -34,7 +41,9 @@ class VagrantVMs:
         self.nvram_dir = NVRAM_ROOT / work.name
         self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
                                GOLDEN_NVRAM_DIR=str(self.nvram_dir),
-                               **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}))
+                               **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}),
+                               **({"GOLDEN_NETWORK": network[0], "GOLDEN_NETWORK_ADDRESS": network[1]}
+                                  if network else {}))
 
     def _vagrant(self, *args: str, firmware: str = "bios") -> None:
         env = dict(self.env, GOLDEN_FIRMWARE=firmware)

@@ -1,9 +1,10 @@
 """Where ./inv test's time went: each part timed, in the order it ran, also when it fails."""
+import json
 import time
 
 import pytest
 
-from golden.verify.suite import Stopwatch, cpu_ticks
+from golden.verify.suite import VM_SLOTS, Stopwatch, cpu_ticks, validation_groups
 
 
 def test_stopwatch_times_each_part_in_order_and_a_failed_one_too():
@@ -42,3 +43,23 @@ def test_a_part_that_keeps_every_cpu_busy_shows_it():
     watch = Stopwatch()
     watch.part("spin", on_every_cpu)
     assert watch.busy["spin"] >= 80
+
+
+def _artifact(tmp_path, name: str, test_only: bool):
+    artifact = tmp_path / name / "20261201T000000Z"
+    artifact.mkdir(parents=True)
+    (artifact / "manifest.json").write_text(json.dumps({"name": name, "test_only": test_only}))
+    return artifact
+
+
+@pytest.mark.parametrize("kinds, groups", [
+    # a product's validation boots two VMs (Vagrant, fresh host): alone; test images one each
+    ("PPTT", [["P0"], ["P1"], ["T2", "T3"]]),
+    ("TPT", [["T0"], ["P1"], ["T2"]]),  # only next ones go together: the specs' order stays
+    ("TTT", [["T0", "T1"], ["T2"]]),    # never more VMs than VM_SLOTS at once
+    ("", []),
+])
+def test_validations_go_side_by_side_while_their_vms_fit_the_cores(tmp_path, kinds, groups):
+    artifacts = [_artifact(tmp_path, f"{kind}{i}", test_only=kind == "T") for i, kind in enumerate(kinds)]
+    assert VM_SLOTS == 2
+    assert [[a.parent.name for a in group] for group in validation_groups(artifacts)] == groups

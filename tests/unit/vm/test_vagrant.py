@@ -6,8 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from golden.errors import GoldenError
 from golden.paths import VAGRANT_DIR
-from golden.vm.libvirt import URI, LibvirtSession, libvirt_session
+from golden.vm.libvirt import URI, LibvirtSession, ensure_storage_pool, libvirt_session
 from golden.vm.runner import BuildLog
 from golden.vm.vagrant import VagrantVMs, vagrant_env
 
@@ -33,6 +36,13 @@ def test_uefi_machines_get_secure_boot_variables_of_their_own(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # A copy of the template with Microsoft's keys enrolled and Secure Boot on, per machine and box.
     assert (nvram / "golden-a-golden-web-1_VARS.fd").read_bytes() == open(OVMF_VARS, "rb").read()
+
+
+def test_a_network_of_its_own_needs_its_address(tmp_path):
+    assert _validate(tmp_path, GOLDEN_NETWORK="golden-test-1", GOLDEN_NETWORK_ADDRESS="192.168.125.0/24").returncode == 0
+    proc = _validate(tmp_path, GOLDEN_NETWORK="golden-test-1")
+    assert proc.returncode != 0
+    assert 'GOLDEN_NETWORK_ADDRESS: expected an IPv4 network such as 192.168.125.0/24, got ""' in proc.stderr
 
 
 def test_bios_machines_have_no_variables(tmp_path):
@@ -89,3 +99,25 @@ def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path):
             assert log.path.read_text().count("undefined it") == 1
         finally:
             virsh("undefine", "--nvram", other)
+
+
+def test_the_storage_pool_is_made_once_before_vagrants_run_side_by_side(tmp_path):
+    """A private libvirtd (its own namespace); the pools have names of their
+    own, so the daemon's default pool is left alone."""
+    pool, target, bad = f"golden-unit-{os.getpid()}", tmp_path / "images", f"golden-unit-bad-{os.getpid()}"
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    with libvirt_session(tmp_path, say=log.write) as session:
+        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
+        try:
+            assert virsh("pool-info", pool).returncode != 0
+            ensure_storage_pool(session, pool, target)
+            info = virsh("pool-info", pool)
+            assert info.returncode == 0 and "running" in info.stdout and target.is_dir()
+            ensure_storage_pool(session, pool, target)  # there: left as it is
+            assert "running" in virsh("pool-info", pool).stdout
+            with pytest.raises(GoldenError, match=f"libvirt: virsh pool-build {bad} failed: .+"):
+                ensure_storage_pool(session, bad, Path("/proc/no-such-dir"))  # cannot be made
+        finally:
+            for name in (pool, bad):
+                virsh("pool-destroy", name)
+                virsh("pool-undefine", name)

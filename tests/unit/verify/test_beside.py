@@ -1,19 +1,26 @@
-"""The fresh host's tests run beside the Vagrant part: in a thread, their
-output held back until they end, their log and time put into the
-validation's; an interrupt stops them, and only a run to its end counts."""
+"""Work beside the foreground validation (the fresh host's tests, another
+image's validation): in a thread, its output held back until it ends, its
+log and time put into the validation's; an interrupt stops it, and only a
+run to its end counts."""
 import io
 import sys
 import time
 
-from golden.verify.image import _FreshHostRun
+import pytest
+
+from golden.verify.beside import BackgroundRun, running_beside
 from golden.vm.runner import BuildLog
+
+
+STAGE = "tests/fresh (qcow2, QEMU, cloud-init seed)"
 
 
 def _run(tmp_path, code: str):
     echo = io.StringIO()
     log = BuildLog(tmp_path / "test.log", echo=echo)
     (tmp_path / "fresh").mkdir()
-    return _FreshHostRun([sys.executable, "-c", code], tmp_path / "fresh", log), echo
+    return BackgroundRun(STAGE, [sys.executable, "-c", code], tmp_path / "fresh" / "out", log,
+                         log_file=tmp_path / "fresh" / "fresh-host.log"), echo
 
 
 def test_it_goes_on_beside_the_caller_and_shows_its_output_and_log_at_the_end(tmp_path):
@@ -25,7 +32,7 @@ def test_it_goes_on_beside_the_caller_and_shows_its_output_and_log_at_the_end(tm
     run.finish(echo)
     shown = echo.getvalue()
     assert shown.index("==> tests/fresh") < shown.index("<== tests/fresh") < shown.index("fresh host: 12 passed")
-    assert run.rc == 0 and 1 <= run.log.stage_seconds[_FreshHostRun.STAGE] < 30
+    assert run.rc == 0 and 1 <= run.log.stage_seconds[STAGE] < 30
     log = (tmp_path / "test.log").read_text()
     assert "<== tests/fresh (qcow2, QEMU, cloud-init seed) done in" in log
     assert "---- fresh-host.log ----\nserial: login" in log
@@ -62,7 +69,27 @@ def test_one_that_cannot_start_has_no_exit_code_and_says_why(tmp_path):
     echo = io.StringIO()
     log = BuildLog(tmp_path / "test.log", echo=echo)
     (tmp_path / "fresh").mkdir()
-    run = _FreshHostRun([str(tmp_path / "no-such-program")], tmp_path / "fresh", log)
+    run = BackgroundRun(STAGE, [str(tmp_path / "no-such-program")], tmp_path / "fresh" / "out", log)
     run.finish(echo)
     assert run.rc is None
-    assert "tests/fresh could not run: FileNotFoundError" in (tmp_path / "test.log").read_text()
+    assert f"{STAGE} could not run: FileNotFoundError" in (tmp_path / "test.log").read_text()
+
+
+def test_the_foreground_failing_stops_the_runs_beside_it_and_still_finishes_them(tmp_path):
+    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+                               "    print('destroyed its VM', flush=True); raise SystemExit(3)")
+    time.sleep(0.5)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError):
+        with running_beside([run], echo):
+            raise RuntimeError("vagrant up failed")
+    assert time.monotonic() - start < 30
+    assert run.rc == 3 and "destroyed its VM" in echo.getvalue()
+    assert f"<== {STAGE} done in" in echo.getvalue()
+
+
+def test_the_foreground_passing_waits_for_the_runs_beside_it(tmp_path):
+    run, echo = _run(tmp_path, "import time; time.sleep(1.5); print('12 passed')")
+    with running_beside([run], echo):
+        pass  # done at once: the run beside it is not
+    assert run.rc == 0 and run.seconds >= 1.5 and "12 passed" in echo.getvalue()

@@ -1,0 +1,84 @@
+"""Work that runs beside the validation in the foreground (a fresh host's
+tests, another image's validation): each a command in a thread, its output
+held back and shown once it ends, so it never mixes into the foreground's
+progress; an interrupt or failure of the foreground stops it."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from golden.paths import REPO
+from golden.vm.runner import BuildLog
+
+GRACE = 120  # s for a command to stop its VMs after an interrupt
+
+
+class BackgroundRun:
+    """command in a thread. rc: its exit code, None when it did not run to its end.
+    log_file: a log of its own (e.g. QEMU's lines), put into `log` when it ends."""
+
+    def __init__(self, stage: str, command: list, output: Path, log: BuildLog, log_file: Path | None = None):
+        self.stage, self.command, self.log = stage, command, log
+        self.output, self.log_file = output, log_file
+        self.seconds, self.rc, self.proc = 0.0, None, None
+        self.started = threading.Event()
+        # A daemon thread: a second interrupt while waiting for it does not hold the exit.
+        self.thread = threading.Thread(target=self._run, name=stage, daemon=True)
+        log.say(f"==> {stage} (beside; its output is shown when it ends)")
+        self.thread.start()
+        self.started.wait()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        try:
+            with self.output.open("w") as out:
+                self.proc = subprocess.Popen(self.command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                self.started.set()
+                self.rc = self.proc.wait()
+        except BaseException as exc:
+            self.log.write(f"{self.stage} could not run: {exc!r}")
+        finally:
+            self.started.set()
+            self.seconds = round(time.monotonic() - start, 1)
+
+    def interrupt(self) -> None:
+        """Asks it to stop (as Ctrl-C would): its own cleanup stops its VMs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def finish(self, echo, timeout: float | None = None) -> None:
+        """Waits for it (at most timeout), then puts its log into `log` and shows its output."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.proc.kill()
+            self.log.say(f"{self.stage} did not stop within {timeout} s of the interrupt: killed "
+                         f"(its VMs may be left; see {self.log.path})")
+            self.thread.join(10)
+        self.log.stage_seconds[self.stage] = self.seconds
+        self.log.say(f"<== {self.stage} done in {self.seconds}s")
+        if self.log_file and self.log_file.is_file():
+            self.log.write(f"---- {self.log_file.name} ----\n" + self.log_file.read_text(errors="replace"))
+        if self.output.is_file():
+            print(self.output.read_text(errors="replace"), end="", file=echo, flush=True)
+
+
+@contextmanager
+def running_beside(runs: list[BackgroundRun], echo):
+    """The block is the foreground work. When it raises (failure or
+    interrupt), the runs are asked to stop and get GRACE seconds; otherwise
+    they are waited for. Either way each is finished before this returns."""
+    interrupted = False
+    try:
+        yield
+    except BaseException:
+        interrupted = True  # their results no longer decide anything
+        for run in runs:
+            run.interrupt()
+        raise
+    finally:
+        for run in runs:
+            run.finish(echo, timeout=GRACE if interrupted else None)
