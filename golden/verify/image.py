@@ -10,6 +10,7 @@ tests fail or the run is interrupted.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -19,7 +20,7 @@ from golden.build.manifest import read_manifest, record_test
 from golden.publish.catalog import write_local_catalog
 from golden.verify.beside import BackgroundRun, running_beside
 from golden.verify.junit import Counts, junit_counts, pytest_command, run_pytest
-from golden.vm.libvirt import DAEMONS, LibvirtSession, libvirt_session
+from golden.vm.libvirt import DAEMONS, LibvirtSession, daemon_answers, libvirt_session
 from golden.vm.runner import BuildLog
 from golden.vm.vagrant import TEST_NETWORKS, VagrantVMs
 
@@ -38,6 +39,7 @@ def validate_artifact(artifact: Path, echo=sys.stdout, session: LibvirtSession |
     report, fresh_report = artifact / "test-report.xml", artifact / "fresh-host-report.xml"
     report.unlink(missing_ok=True)
     fresh_report.unlink(missing_ok=True)
+    record_test(manifest_path, False, 0, 0, [])  # until this run's verdict: no earlier one stands
     log = BuildLog(artifact / "test.log", echo=echo, label=f"{name}: ")
     log.say(f"validating {name} {version} in Vagrant; log: {log.path}")
     work = Path(tempfile.mkdtemp(prefix=f"golden-test-{name}-"))
@@ -72,6 +74,7 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
     # One VM from the box, named for the image: libvirt domains side by side need their own names.
     machine = f"test-{name}"
     with nullcontext(session) if session else libvirt_session(work, say=log.say) as session:
+        daemon_logs = _LogTails([session.log_dir / f"{d}.log" for d in DAEMONS] if session.log_dir else [])
         # The test VM's disk is 2 GiB larger than the image's: its root must grow to it.
         vms = VagrantVMs(artifact / f"{name}-{version}.libvirt.box", f"golden-{name}-{version}",
                          [machine], work, session, log, disk_gb=manifest["disk_size"] // 2**30 + 2,
@@ -90,11 +93,25 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
         finally:
             with log.stage("destroy"):
                 vms.destroy()
-    daemon_logs = [session.log_dir / f"{d}.log" for d in DAEMONS] if session.log_dir else []
-    for other_log in sorted({*work.glob("*.log"), *daemon_logs}):  # restart.log, the daemons' (maybe shared)
-        if other_log.is_file():
-            log.write(f"---- {other_log.name} ----\n" + other_log.read_text(errors="replace"))
+    for other_log in sorted(set(work.glob("*.log")) - set(daemon_logs.paths)):  # restart.log
+        log.write(f"---- {other_log.name} ----\n" + other_log.read_text(errors="replace"))
+    daemon_logs.write_to(log)
     return rc
+
+
+class _LogTails:
+    """What is written to the logs of a shared daemon from now on."""
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.offsets = {p: p.stat().st_size if p.is_file() else 0 for p in paths}
+
+    def write_to(self, log: BuildLog) -> None:
+        for path, offset in self.offsets.items():
+            if path.is_file():
+                with path.open("rb") as f:
+                    f.seek(offset)
+                    log.write(f"---- {path.name} (during this validation) ----\n"
+                              + f.read().decode(errors="replace"))
 
 
 def _record(manifest_path: Path, manifest: dict, artifact: Path, passed: bool, counts: Counts,
@@ -118,10 +135,14 @@ def _start_fresh_host(artifact: Path, manifest: dict, manifest_path: Path, repor
 
 def main(argv: list[str]) -> int:
     """python -m golden.verify.image ARTIFACT VM_SLOT: one validation, as
-    ./inv test runs one beside another (in the namespace of their shared
-    libvirt daemon, which it finds running). Exit 0 when it passed."""
+    ./inv test runs one beside another, in the namespace of their shared
+    libvirt daemon. Exit 0 when it passed."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # cleanup runs
     artifact, vm_slot = Path(argv[0]), int(argv[1])
-    validate_artifact(artifact, vm_slot=vm_slot)
+    if not daemon_answers():  # never a daemon of its own: it would take over the shared one's sockets
+        print(f"{artifact}: not validated: no libvirt daemon answers in this namespace", file=sys.stderr)
+        return 2
+    validate_artifact(artifact, session=LibvirtSession(netns=None), vm_slot=vm_slot)
     return 0 if read_manifest(artifact / "manifest.json")["test"]["passed"] else 1
 
 

@@ -1,9 +1,8 @@
 """./inv test: the unit tests, then every image built if needed and
-validated (golden.verify.image; as many VMs at once as cores), then the lab
+validated (golden.verify.image; VM_SLOTS VMs at once), then the lab
 up and down. Ends with one 'N passed, N failed' line."""
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ from golden.lab import load_lab
 from golden.verify.beside import BackgroundRun, running_beside
 from golden.verify.image import validate_artifact, validation_reports
 from golden.verify.junit import Counts, junit_counts, run_pytest
-from golden.vm.libvirt import LibvirtSession, ensure_storage_pool, libvirt_session
+from golden.vm.libvirt import LibvirtSession, libvirt_session
 from golden.vm.runner import BuildLog
 
 TEST_BUILD_JOBS = 2
@@ -90,24 +89,29 @@ def validation_groups(artifacts: list[Path]) -> list[list[Path]]:
     return groups
 
 
+# The validation one beside another runs (python -m VALIDATION ARTIFACT VM_SLOT).
+VALIDATION = "golden.verify.image"
+
+
 def validate_side_by_side(artifacts: list[Path], session: LibvirtSession, echo=sys.stdout) -> tuple[Counts, bool]:
-    """The first one shown as it goes; the others (python -m golden.verify.image)
-    in the session's namespace, each with its own libvirt network, shown when
-    they end. An interrupt or failure of the first stops them. (counts, all passed)"""
-    if len(artifacts) > 1:
-        ensure_storage_pool(session)
-    others = [BackgroundRun(f"validation of {a.parent.name}",
-                            session.wrap([sys.executable, "-m", "golden.verify.image", a, slot]),
-                            Path(tempfile.mkdtemp(prefix="golden-validation-")) / "output",
-                            BuildLog(a / "test.log", echo=echo, label=f"{a.parent.name}: "))
-              for slot, a in enumerate(artifacts[1:], start=1)]
-    with running_beside(others, echo):
-        counts = validate_artifact(artifacts[0], echo, session=session)
+    """The first one shown as it goes; the others in the session's namespace,
+    each with its own libvirt network, shown when they end. A failure or
+    interrupt of the first stops them. (counts, whether all passed)"""
+    with tempfile.TemporaryDirectory(prefix="golden-beside-") as tmp:
+        others = []
+        for slot, artifact in enumerate(artifacts[1:], start=1):
+            for stale in validation_reports(artifact):  # only this run's count
+                stale.unlink(missing_ok=True)
+            others.append(BackgroundRun(f"validation of {artifact.parent.name}",
+                                        session.wrap([sys.executable, "-m", VALIDATION, artifact, slot]),
+                                        Path(tmp) / f"{slot}.out",
+                                        BuildLog(artifact / "test.log", echo=echo, label=f"{artifact.parent.name}: ")))
+        with running_beside(others, echo):
+            counts = validate_artifact(artifacts[0], echo, session=session)
     passed = read_manifest(artifacts[0] / "manifest.json")["test"]["passed"]
     for artifact, run in zip(artifacts[1:], others):
         counts += sum(map(junit_counts, validation_reports(artifact)), Counts())
-        passed = passed and run.rc == 0  # its exit is 0 only when the verdict it recorded is a pass
-        shutil.rmtree(run.output.parent, ignore_errors=True)
+        passed = passed and run.rc == 0  # it exits 0 only when the verdict it just recorded is a pass
     return counts, passed
 
 

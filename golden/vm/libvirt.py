@@ -54,20 +54,6 @@ def delete_volumes(prefix: str, session: LibvirtSession, log) -> None:
             log.run(session.wrap(["virsh", "-c", URI, "vol-delete", "--pool", "default", vol]))
 
 
-def ensure_storage_pool(session: LibvirtSession, name: str = "default",
-                        target: Path = Path("/var/lib/libvirt/images")) -> None:
-    """The storage pool Vagrant uploads boxes to, made before Vagrants run side
-    by side: each would make it when missing, and the second one would fail."""
-    virsh = lambda *args: subprocess.run(session.wrap(["virsh", "-c", URI, *args]), capture_output=True, text=True)
-    if virsh("pool-info", name).returncode == 0:
-        return
-    for args in (("pool-define-as", name, "dir", "--target", str(target)), ("pool-build", name),
-                 ("pool-start", name)):
-        proc = virsh(*args)
-        if proc.returncode != 0:
-            raise GoldenError(f"libvirt: virsh {args[0]} {name} failed: {proc.stderr.strip()}")
-
-
 def _kill_namespace_processes(netns: str) -> None:
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
     for pid in out.split():

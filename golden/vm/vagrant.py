@@ -1,6 +1,7 @@
 """Test VMs from a built box with Vagrant (vagrant/Vagrantfile) on libvirt."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
@@ -20,6 +21,10 @@ NVRAM_ROOT = Path("/var/lib/libvirt/qemu/nvram")
 # once no VM uses it, which could happen while another validation's VM is
 # between a halt and its next start. None: Vagrant's default, vagrant-libvirt.
 TEST_NETWORKS = [None, ("golden-test-1", "192.168.125.0/24")]
+# vagrant-libvirt makes a missing storage pool or network, and picks a free
+# bridge name for a new network, under a lock of its own process only: the
+# first `vagrant up` of validations side by side take this one, in turn.
+UP_LOCK = Path("/var/lib/libvirt/golden-vagrant-up.lock")
 
 
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
@@ -53,7 +58,10 @@ class VagrantVMs:
         self._vagrant("box", "add", "--force", "--name", self.box_name, str(self.box_file))
 
     def up(self) -> None:
-        self._vagrant("up", "--provider", "libvirt")
+        UP_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with UP_LOCK.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._vagrant("up", "--provider", "libvirt")
 
     def write_restart_script(self, path: Path, firmware: str) -> Path:
         """A script that halts the VMs and starts them again with firmware
@@ -77,10 +85,12 @@ class VagrantVMs:
         return path
 
     def destroy(self) -> None:
-        """Removes the VMs, the box and its image in the libvirt pool; never raises."""
+        """Removes the VMs, the box and its image in the libvirt pool. Raises
+        only an interrupt, and only after every step ran."""
         # A VM the reboot test started by UEFI has variables: libvirt undefines it
         # only when told to keep them (vagrant-libvirt does, for UEFI machines).
         uefi = any(self.nvram_dir.glob("*_VARS.fd"))
+        interrupted: BaseException | None = None
         for step in (lambda: self._vagrant("destroy", "--force", firmware="uefi" if uefi else "bios"),
                      lambda: self._vagrant("box", "remove", "--force", "--all", self.box_name),
                      self._undefine_leftovers, self._delete_box_volumes,
@@ -89,14 +99,21 @@ class VagrantVMs:
                 step()
             except Exception as exc:  # keep cleaning; the error is in the log
                 self.log.write(f"cleanup step failed: {exc}")
+            except BaseException as exc:  # an interrupt (e.g. a second Ctrl-C): the next steps still run
+                interrupted = interrupted or exc
+                self.log.write(f"cleanup step interrupted: {exc!r}; the next steps still run")
         for serial in sorted(self.work.glob("*-serial.log")):
             self.log.write(f"---- {serial.name} ----\n" + serial.read_text(errors="replace"))
+        if interrupted:
+            raise interrupted
 
     def _undefine_leftovers(self) -> None:
         """A domain vagrant destroy left defined would block the next run's
-        `vagrant up` (same name): undefine it with its disk, and say so."""
+        `vagrant up` (same name): stop it if it runs (a core it would take
+        from the next validations), undefine it with its disk, and say so."""
         for machine in self.machines:
             domain = f"vagrant_{machine}"  # vagrant-libvirt's name: the Vagrantfile's directory, then the machine
+            subprocess.run(self.session.wrap(["virsh", "-c", URI, "destroy", domain]), capture_output=True)
             undefine = ["virsh", "-c", URI, "undefine", "--nvram", "--remove-all-storage", domain]
             proc = subprocess.run(self.session.wrap(undefine), capture_output=True, text=True)
             if proc.returncode == 0:

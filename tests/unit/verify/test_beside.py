@@ -3,7 +3,10 @@ image's validation): in a thread, its output held back until it ends, its
 log and time put into the validation's; an interrupt stops it, and only a
 run to its end counts."""
 import io
+import os
+import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -93,3 +96,20 @@ def test_the_foreground_passing_waits_for_the_runs_beside_it(tmp_path):
     with running_beside([run], echo):
         pass  # done at once: the run beside it is not
     assert run.rc == 0 and run.seconds >= 1.5 and "12 passed" in echo.getvalue()
+
+
+def test_an_interrupt_while_waiting_for_the_runs_beside_stops_them_once(tmp_path):
+    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+                               "    print('destroyed its VM', flush=True)\n    time.sleep(1)\n"
+                               "    print('not interrupted twice', flush=True); raise SystemExit(3)")
+    time.sleep(0.5)
+    # A real SIGINT to this process only (as a terminal's Ctrl-C, which the run, in a process group of
+    # its own, does not get): it must reach the run once, through interrupt().
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with running_beside([run], echo):
+            pass  # the foreground is done; waiting for the run beside it
+    assert time.monotonic() - start < 30
+    assert run.rc == 3 and "destroyed its VM" in echo.getvalue() and "not interrupted twice" in echo.getvalue()
+    assert echo.getvalue().count(f"<== {STAGE} done in") == 1
