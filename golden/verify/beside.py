@@ -1,7 +1,7 @@
-"""Work that runs beside the validation in the foreground (a fresh host's
-tests, another image's validation): each a command in a thread, its output
-held back and shown once it ends, so it never mixes into the foreground's
-progress; an interrupt or failure of the foreground stops it."""
+"""Work that runs beside the validation in the foreground (the fresh host's
+tests beside the Vagrant part): a command in a thread, its output held back
+and shown once it ends, so it never mixes into the foreground's progress;
+an interrupt or failure of the foreground stops it."""
 from __future__ import annotations
 
 import os

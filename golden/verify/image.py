@@ -10,33 +10,27 @@ tests fail or the run is interrupted.
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
 
 from golden.build.manifest import read_manifest, record_test
 from golden.publish.catalog import write_local_catalog
 from golden.verify.beside import BackgroundRun, running_beside
 from golden.verify.junit import Counts, junit_counts, pytest_command, run_pytest
-from golden.vm.libvirt import DAEMONS, LibvirtSession, daemon_answers, libvirt_session
+from golden.vm.libvirt import libvirt_session
 from golden.vm.runner import BuildLog
-from golden.vm.vagrant import TEST_NETWORKS, VagrantVMs
+from golden.vm.vagrant import VagrantVMs
 
 FRESH_HOST = "tests/fresh (qcow2, QEMU, cloud-init seed)"
 
 
-def validate_artifact(artifact: Path, echo=sys.stdout, session: LibvirtSession | None = None,
-                      vm_slot: int = 0) -> Counts:
-    """session: a libvirt daemon that validations running at the same time
-    share (default: its own). vm_slot: which of them this is (its own
-    libvirt network, see VagrantVMs)."""
+def validate_artifact(artifact: Path, echo=sys.stdout) -> Counts:
     manifest_path = artifact / "manifest.json"
     manifest = read_manifest(manifest_path)
     name, version = manifest["name"], manifest["version"]
-    reports = validation_reports(artifact, manifest)
     report, fresh_report = artifact / "test-report.xml", artifact / "fresh-host-report.xml"
+    reports = [report] if manifest.get("test_only") else [report, fresh_report]
     report.unlink(missing_ok=True)
     fresh_report.unlink(missing_ok=True)
     record_test(manifest_path, False, 0, 0, [])  # until this run's verdict: no earlier one stands
@@ -48,7 +42,7 @@ def validate_artifact(artifact: Path, echo=sys.stdout, session: LibvirtSession |
         if not manifest.get("test_only"):  # beside the Vagrant part: the two cores are rarely both busy
             fresh_host.append(_start_fresh_host(artifact, manifest, manifest_path, fresh_report, work, log))
         with running_beside(fresh_host, echo):
-            image_rc = _vagrant_part(artifact, manifest, manifest_path, report, work, log, session, vm_slot)
+            image_rc = _vagrant_part(artifact, manifest, manifest_path, report, work, log)
     finally:
         suites = [junit_counts(r) for r in reports]
         counts = sum(suites, Counts())
@@ -61,24 +55,17 @@ def validate_artifact(artifact: Path, echo=sys.stdout, session: LibvirtSession |
     return counts
 
 
-def validation_reports(artifact: Path, manifest: dict | None = None) -> list[Path]:
-    """The JUnit reports its validation writes: tests/image's and, for a product, tests/fresh's."""
-    manifest = manifest or read_manifest(artifact / "manifest.json")
-    return [artifact / "test-report.xml"] + ([] if manifest.get("test_only") else [artifact / "fresh-host-report.xml"])
-
-
 def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: Path, work: Path,
-                  log: BuildLog, session: LibvirtSession | None, vm_slot: int) -> int:
+                  log: BuildLog) -> int:
     """The box up in Vagrant, tests/image, the VM destroyed; tests/image's exit code."""
     name, version = manifest["name"], manifest["version"]
-    # One VM from the box, named for the image: libvirt domains side by side need their own names.
+    # One VM from the box. That each host makes its own identity is checked on
+    # it (its identity files are newer than its first boot) and on the fresh host.
     machine = f"test-{name}"
-    with nullcontext(session) if session else libvirt_session(work, say=log.say) as session:
-        daemon_logs = _LogTails([session.log_dir / f"{d}.log" for d in DAEMONS] if session.log_dir else [])
+    with libvirt_session(work, say=log.say) as session:
         # The test VM's disk is 2 GiB larger than the image's: its root must grow to it.
         vms = VagrantVMs(artifact / f"{name}-{version}.libvirt.box", f"golden-{name}-{version}",
-                         [machine], work, session, log, disk_gb=manifest["disk_size"] // 2**30 + 2,
-                         network=TEST_NETWORKS[vm_slot])
+                         [machine], work, session, log, disk_gb=manifest["disk_size"] // 2**30 + 2)
         try:
             with log.stage("vagrant up"):
                 vms.add_box()
@@ -93,25 +80,9 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
         finally:
             with log.stage("destroy"):
                 vms.destroy()
-    for other_log in sorted(set(work.glob("*.log")) - set(daemon_logs.paths)):  # restart.log
-        log.write(f"---- {other_log.name} ----\n" + other_log.read_text(errors="replace"))
-    daemon_logs.write_to(log)
+    for daemon_log in work.glob("*.log"):
+        log.write(f"---- {daemon_log.name} ----\n" + daemon_log.read_text(errors="replace"))
     return rc
-
-
-class _LogTails:
-    """What is written to the logs of a shared daemon from now on."""
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-        self.offsets = {p: p.stat().st_size if p.is_file() else 0 for p in paths}
-
-    def write_to(self, log: BuildLog) -> None:
-        for path, offset in self.offsets.items():
-            if path.is_file():
-                with path.open("rb") as f:
-                    f.seek(offset)
-                    log.write(f"---- {path.name} (during this validation) ----\n"
-                              + f.read().decode(errors="replace"))
 
 
 def _record(manifest_path: Path, manifest: dict, artifact: Path, passed: bool, counts: Counts,
@@ -131,20 +102,3 @@ def _start_fresh_host(artifact: Path, manifest: dict, manifest_path: Path, repor
     command = pytest_command("fresh", report, f"--golden-qcow2={qcow2}", f"--golden-manifest={manifest_path}",
                              f"--golden-log={fresh_log}")
     return BackgroundRun(FRESH_HOST, command, fresh_work / "pytest.out", log, log_file=fresh_log)
-
-
-def main(argv: list[str]) -> int:
-    """python -m golden.verify.image ARTIFACT VM_SLOT: one validation, as
-    ./inv test runs one beside another, in the namespace of their shared
-    libvirt daemon. Exit 0 when it passed."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # cleanup runs
-    artifact, vm_slot = Path(argv[0]), int(argv[1])
-    if not daemon_answers():  # never a daemon of its own: it would take over the shared one's sockets
-        print(f"{artifact}: not validated: no libvirt daemon answers in this namespace", file=sys.stderr)
-        return 2
-    validate_artifact(artifact, session=LibvirtSession(netns=None), vm_slot=vm_slot)
-    return 0 if read_manifest(artifact / "manifest.json")["test"]["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """./inv test: the unit tests, then every image built if needed and
-validated (golden.verify.image; VM_SLOTS VMs at once), then the lab
-up and down. Ends with one 'N passed, N failed' line."""
+validated (golden.verify.image), then the lab up and down. Ends with one
+'N passed, N failed' line."""
 from __future__ import annotations
 
 import sys
@@ -11,11 +11,8 @@ from pathlib import Path
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
 from golden.lab import load_lab
-from golden.verify.beside import BackgroundRun, running_beside
-from golden.verify.image import validate_artifact, validation_reports
+from golden.verify.image import validate_artifact
 from golden.verify.junit import Counts, junit_counts, run_pytest
-from golden.vm.libvirt import LibvirtSession, libvirt_session
-from golden.vm.runner import BuildLog
 
 TEST_BUILD_JOBS = 2
 
@@ -70,51 +67,6 @@ class Stopwatch:
                             for name, secs in self.seconds.items()) + ")")
 
 
-VM_SLOTS = 2  # VMs booted at once: one per core under TCG
-
-
-def vms_of(artifact: Path) -> int:
-    """VMs its validation runs at once: the Vagrant VM and, for a product, the fresh host."""
-    return 1 if read_manifest(artifact / "manifest.json").get("test_only") else 2
-
-
-def validation_groups(artifacts: list[Path]) -> list[list[Path]]:
-    """The validations in order, next ones together while their VMs fit in VM_SLOTS."""
-    groups: list[list[Path]] = []
-    for artifact in artifacts:
-        if groups and sum(map(vms_of, groups[-1])) + vms_of(artifact) <= VM_SLOTS:
-            groups[-1].append(artifact)
-        else:
-            groups.append([artifact])
-    return groups
-
-
-# The validation one beside another runs (python -m VALIDATION ARTIFACT VM_SLOT).
-VALIDATION = "golden.verify.image"
-
-
-def validate_side_by_side(artifacts: list[Path], session: LibvirtSession, echo=sys.stdout) -> tuple[Counts, bool]:
-    """The first one shown as it goes; the others in the session's namespace,
-    each with its own libvirt network, shown when they end. A failure or
-    interrupt of the first stops them. (counts, whether all passed)"""
-    with tempfile.TemporaryDirectory(prefix="golden-beside-") as tmp:
-        others = []
-        for slot, artifact in enumerate(artifacts[1:], start=1):
-            for stale in validation_reports(artifact):  # only this run's count
-                stale.unlink(missing_ok=True)
-            others.append(BackgroundRun(f"validation of {artifact.parent.name}",
-                                        session.wrap([sys.executable, "-m", VALIDATION, artifact, slot]),
-                                        Path(tmp) / f"{slot}.out",
-                                        BuildLog(artifact / "test.log", echo=echo, label=f"{artifact.parent.name}: ")))
-        with running_beside(others, echo):
-            counts = validate_artifact(artifacts[0], echo, session=session)
-    passed = read_manifest(artifacts[0] / "manifest.json")["test"]["passed"]
-    for artifact, run in zip(artifacts[1:], others):
-        counts += sum(map(junit_counts, validation_reports(artifact)), Counts())
-        passed = passed and run.rc == 0  # it exits 0 only when the verdict it just recorded is a pass
-    return counts, passed
-
-
 def run_test_suite(specs, echo=sys.stdout) -> bool:
     """tests/unit, then each image validated. Images with no artifact of their
     current inputs are built first, as `./inv build --all -j 2` would: the
@@ -133,13 +85,11 @@ def run_test_suite(specs, echo=sys.stdout) -> bool:
         # Up-to-date artifacts are reused; the others are built (current packages, see freshness.py).
         built = dict(zip([s.name for s in specs],
                          watch.part("builds", build_images, specs, jobs=TEST_BUILD_JOBS, echo=echo)))
-        with tempfile.TemporaryDirectory(prefix="golden-libvirt-") as tmp, \
-                libvirt_session(Path(tmp), say=lambda line: print(line, file=echo)) as session:
-            for group in validation_groups([built[s.name] for s in specs]):
-                names = " and ".join(a.parent.name for a in group)
-                counts, passed = watch.part(f"validation of {names}", validate_side_by_side, group, session, echo)
-                total += counts
-                ok = ok and passed
+        for spec in specs:
+            artifact = built[spec.name]
+            counts = watch.part(f"validation of {spec.name}", validate_artifact, artifact, echo=echo)
+            total += counts
+            ok = ok and read_manifest(artifact / "manifest.json")["test"]["passed"]
         lab_images = {m.image for m in load_lab()}
         if ok and lab_images <= {s.name for s in specs}:
             counts = watch.part("lab", run_lab_test, echo)

@@ -26,7 +26,6 @@ URI = "qemu:///system"
 @dataclass
 class LibvirtSession:
     netns: str | None  # None: an existing daemon outside any namespace
-    log_dir: Path | None = None  # where the daemons started for it log
 
     def wrap(self, cmd: list) -> list[str]:
         cmd = [str(c) for c in cmd]
@@ -108,7 +107,7 @@ def open_session(netns: str, log_dir: Path, say=print) -> tuple[LibvirtSession, 
         say("libvirt: using the running daemon")
         return LibvirtSession(netns=None), {}
     say(f"libvirt: no daemon answers; starting virtlogd and libvirtd in network namespace {netns}")
-    return LibvirtSession(netns=netns, log_dir=log_dir), start_private_libvirt(netns, log_dir)
+    return LibvirtSession(netns=netns), start_private_libvirt(netns, log_dir)
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """Test VMs from a built box with Vagrant (vagrant/Vagrantfile) on libvirt."""
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import shutil
@@ -16,16 +15,6 @@ from golden.vm.runner import BuildLog
 
 NVRAM_ROOT = Path("/var/lib/libvirt/qemu/nvram")
 
-# The libvirt network (name, address) of the VMs of each validation running at
-# the same time. Each its own: vagrant destroy removes a network it created
-# once no VM uses it, which could happen while another validation's VM is
-# between a halt and its next start. None: Vagrant's default, vagrant-libvirt.
-TEST_NETWORKS = [None, ("golden-test-1", "192.168.125.0/24")]
-# vagrant-libvirt makes a missing storage pool or network, and picks a free
-# bridge name for a new network, under a lock of its own process only: the
-# first `vagrant up` of validations side by side take this one, in turn.
-UP_LOCK = Path("/var/lib/libvirt/golden-vagrant-up.lock")
-
 
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
     """The environment of every vagrant command: vagrant/Vagrantfile, libvirt,
@@ -37,8 +26,7 @@ def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
 
 class VagrantVMs:
     def __init__(self, box_file: Path, box_name: str, machines: list[str], work: Path,
-                 session: LibvirtSession, log: BuildLog, disk_gb: int | None = None,
-                 network: tuple[str, str] | None = None):
+                 session: LibvirtSession, log: BuildLog, disk_gb: int | None = None):
         self.box_file, self.box_name, self.machines = box_file, box_name, machines
         self.work, self.session, self.log = work, session, log
         work.mkdir(parents=True, exist_ok=True)
@@ -46,9 +34,7 @@ class VagrantVMs:
         self.nvram_dir = NVRAM_ROOT / work.name
         self.env = vagrant_env(work / ".vagrant", work, GOLDEN_BOX=box_name, GOLDEN_MACHINES=",".join(machines),
                                GOLDEN_NVRAM_DIR=str(self.nvram_dir),
-                               **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}),
-                               **({"GOLDEN_NETWORK": network[0], "GOLDEN_NETWORK_ADDRESS": network[1]}
-                                  if network else {}))
+                               **({"GOLDEN_DISK_GB": str(disk_gb)} if disk_gb else {}))
 
     def _vagrant(self, *args: str, firmware: str = "bios") -> None:
         env = dict(self.env, GOLDEN_FIRMWARE=firmware)
@@ -58,10 +44,7 @@ class VagrantVMs:
         self._vagrant("box", "add", "--force", "--name", self.box_name, str(self.box_file))
 
     def up(self) -> None:
-        UP_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        with UP_LOCK.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._vagrant("up", "--provider", "libvirt")
+        self._vagrant("up", "--provider", "libvirt")
 
     def write_restart_script(self, path: Path, firmware: str) -> Path:
         """A script that halts the VMs and starts them again with firmware

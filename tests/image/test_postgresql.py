@@ -67,4 +67,4 @@ def test_comes_back_after_kill(host):
     assert before > 0
     host.run(f"sudo kill -9 {before}")
     assert wait_until(lambda: main_pid(host, UNIT) not in (0, before)
-                      and host.run("sudo -u postgres pg_isready -q").rc == 0, 15)
+                      and host.run("sudo -u postgres pg_isready -q").rc == 0, 60)  # crash recovery, under TCG

@@ -1,7 +1,7 @@
-"""Work beside the foreground validation (the fresh host's tests, another
-image's validation): in a thread, its output held back until it ends, its
-log and time put into the validation's; an interrupt stops it, and only a
-run to its end counts."""
+"""Work beside the foreground validation (the fresh host's tests beside the
+Vagrant part): in a thread, its output held back until it ends, its log and
+time put into the validation's; an interrupt stops it, and only a run to its
+end counts."""
 import io
 import os
 import signal

@@ -1,7 +1,6 @@
 """The Vagrantfile's firmware choice, read by the real vagrant (`vagrant
 validate` loads it and its libvirt settings; no VM, no daemon), and the
 restart script the reboot test runs."""
-import json
 import os
 import shutil
 import subprocess
@@ -34,61 +33,6 @@ def test_uefi_machines_get_secure_boot_variables_of_their_own(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # A copy of the template with Microsoft's keys enrolled and Secure Boot on, per machine and box.
     assert (nvram / "golden-a-golden-web-1_VARS.fd").read_bytes() == open(OVMF_VARS, "rb").read()
-
-
-def test_a_network_of_its_own_needs_its_address(tmp_path):
-    assert _validate(tmp_path, GOLDEN_NETWORK="golden-test-1", GOLDEN_NETWORK_ADDRESS="192.168.125.0/24").returncode == 0
-    for bad in ("", "999.1.1.0/24", "192.168.125.0", "fe80::/64"):
-        proc = _validate(tmp_path, GOLDEN_NETWORK="golden-test-1", GOLDEN_NETWORK_ADDRESS=bad)
-        assert proc.returncode != 0
-        assert f'GOLDEN_NETWORK_ADDRESS: expected an IPv4 network such as 192.168.125.0/24, got "{bad}"' in proc.stderr
-
-
-# Loads the Vagrantfile with Vagrant.configure recording every setting it
-# makes (path of calls => value), as JSON: what vagrant-libvirt would be given.
-RECORD_SETTINGS = r"""
-require "json"
-class Recorder
-  def initialize(settings, path) = (@settings, @path = settings, path)
-  def respond_to_missing?(*) = true
-  def method_missing(name, *args, &block)
-    if name.end_with?("=")
-      @settings[(@path + [name.to_s.chomp("=")]).join(".")] = args.first
-    elsif block
-      block.call(Recorder.new(@settings, @path + [name.to_s, *args.map(&:to_s)]))
-    else
-      Recorder.new(@settings, @path + [name.to_s])
-    end
-  end
-end
-module Vagrant
-  def self.configure(_version)
-    settings = {}
-    yield Recorder.new(settings, [])
-    puts JSON.generate(settings)
-  end
-end
-load ARGV[0]
-"""
-
-
-def _settings(tmp_path, **golden) -> dict:
-    env = vagrant_env(tmp_path / ".vagrant", tmp_path, GOLDEN_BOX="golden-web-1", **golden)
-    proc = subprocess.run(["ruby", "-e", RECORD_SETTINGS, str(VAGRANT_DIR / "Vagrantfile")], env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_a_validation_beside_another_gets_its_own_libvirt_network(tmp_path):
-    provider = "vm.define.test-web.vm.provider.libvirt."
-    own = _settings(tmp_path, GOLDEN_MACHINES="test-web", GOLDEN_NETWORK="golden-test-1",
-                    GOLDEN_NETWORK_ADDRESS="192.168.125.0/24")
-    assert own[provider + "management_network_name"] == "golden-test-1"
-    assert own[provider + "management_network_address"] == "192.168.125.0/24"
-    assert own["vm.define.test-web.vm.box"] == "golden-web-1"
-    default = _settings(tmp_path, GOLDEN_MACHINES="test-web")  # Vagrant's vagrant-libvirt network
-    assert provider + "machine_type" in default and not any("management_network" in k for k in default)
 
 
 def test_bios_machines_have_no_variables(tmp_path):
@@ -145,4 +89,3 @@ def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path):
             assert log.path.read_text().count("undefined it") == 1
         finally:
             virsh("undefine", "--nvram", other)
-
