@@ -14,6 +14,25 @@ from golden.vm.runner import BuildLog
 
 
 NVRAM_ROOT = Path("/var/lib/libvirt/qemu/nvram")
+HALT_SECONDS = 300  # a halted guest's poweroff, under TCG on a busy host
+
+
+def domain_name(machine: str) -> str:
+    """vagrant-libvirt's name for a machine's domain: the Vagrantfile's directory, then the machine."""
+    return f"vagrant_{machine}"
+
+
+def wait_shut_off_shell(domains: str, seconds: int) -> str:
+    """Shell that waits until each of domains (shell words) is shut off, or
+    fails after seconds saying which is not."""
+    return (f"for domain in {domains}; do\n"
+            f"  waited=0\n"
+            f'  until [ "$(virsh -c {URI} domstate "$domain" 2>&1)" = "shut off" ]; do\n'
+            f'    [ "$waited" -lt {seconds} ] || {{ echo "restart: $domain is not shut off after {seconds} s:'
+            f' $(virsh -c {URI} domstate "$domain" 2>&1)"; exit 1; }}\n'
+            f"    sleep 1; waited=$((waited + 1))\n"
+            f"  done\n"
+            f"done")
 
 
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
@@ -51,10 +70,19 @@ class VagrantVMs:
         (bios|uefi); tests/image runs it as its reboot. Its output goes to
         restart.log in the work directory."""
         keys = sorted(k for k in self.env if k.startswith(("VAGRANT_", "GOLDEN_")) or k in ("PATH", "HOME"))
+        domains = " ".join(shlex.quote(domain_name(m)) for m in self.machines)
         lines = ["#!/bin/sh", f"exec >>{shlex.quote(str(self.work / 'restart.log'))} 2>&1", "set -e",
                  *(f"export {k}={shlex.quote(self.env[k])}" for k in keys),
-                 f"cd {shlex.quote(str(VAGRANT_DIR))}", "vagrant halt",
-                 f"GOLDEN_FIRMWARE={shlex.quote(firmware)} vagrant up --provider libvirt"]
+                 f"cd {shlex.quote(str(VAGRANT_DIR))}", 'echo "$(date -u +%T) restart: vagrant halt"',
+                 # The guest's sshd can go before the exit status of its poweroff
+                 # reaches Vagrant, which then fails (SSHNoExitStatus) though the
+                 # machine stops: what counts is that every domain is shut off.
+                 'vagrant halt || echo "$(date -u +%T) restart: vagrant halt failed; the machines must stop all '
+                 'the same"',
+                 wait_shut_off_shell(domains, HALT_SECONDS),
+                 f'echo "$(date -u +%T) restart: vagrant up by {firmware}"',
+                 f"GOLDEN_FIRMWARE={shlex.quote(firmware)} vagrant up --provider libvirt",
+                 'echo "$(date -u +%T) restart: up"']
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o700)
         return path
@@ -95,7 +123,7 @@ class VagrantVMs:
         `vagrant up` (same name): stop it if it runs (a core it would take
         from the next validations), undefine it with its disk, and say so."""
         for machine in self.machines:
-            domain = f"vagrant_{machine}"  # vagrant-libvirt's name: the Vagrantfile's directory, then the machine
+            domain = domain_name(machine)
             subprocess.run(self.session.wrap(["virsh", "-c", URI, "destroy", domain]), capture_output=True)
             undefine = ["virsh", "-c", URI, "undefine", "--nvram", "--remove-all-storage", domain]
             proc = subprocess.run(self.session.wrap(undefine), capture_output=True, text=True)

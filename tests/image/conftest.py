@@ -12,6 +12,7 @@ test_product.py asserts).
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,18 +114,36 @@ def start_unix_server(host, unit: str, source: str, sock: str) -> None:
         assert wait_until(lambda: host.file(sock).is_socket, 20), f"{unit} did not bind {sock}"
 
 
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+
+
+RESTART_SECONDS = 1200  # the restart script: a halt (up to 300 s), then a boot by UEFI under TCG
+
+
 def reboot(host, restart: str | None = None, timeout: float = 300) -> None:
     """Reboots the VM (restart: a script that halts it and starts it again,
     e.g. with other firmware) and reconnects this host's backend."""
     boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
-    if restart:
-        subprocess.run([restart], check=True, timeout=timeout)
-    else:
-        host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
-        time.sleep(5)
+    try:
+        if restart:
+            done = subprocess.run([restart], timeout=RESTART_SECONDS)
+            # The script's output is in restart.log beside it (the work directory).
+            assert done.returncode == 0, f"{restart} failed (exit {done.returncode}); " \
+                                         f"restart.log ends:\n{_tail(Path(restart).parent / 'restart.log')}"
+        else:
+            host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
+            time.sleep(5)
+    finally:
+        # The connection of the last boot: a later test reusing it after a failed
+        # restart would wait for TCP to give up on a VM that is gone (15 min).
+        host.backend.__dict__.pop("client", None)
 
     def back():
-        host.backend.__dict__.pop("client", None)  # paramiko connection of the last boot
+        host.backend.__dict__.pop("client", None)
         try:
             return host.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() not in ("", boot_id)
         except Exception:

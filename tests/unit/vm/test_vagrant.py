@@ -9,7 +9,7 @@ from pathlib import Path
 from golden.paths import VAGRANT_DIR
 from golden.vm.libvirt import URI, LibvirtSession, libvirt_session
 from golden.vm.runner import BuildLog
-from golden.vm.vagrant import VagrantVMs, vagrant_env
+from golden.vm.vagrant import VagrantVMs, domain_name, vagrant_env, wait_shut_off_shell
 
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 
@@ -54,7 +54,8 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
                            capture_output=True, text=True)
     assert shown.stdout == "1024'; touch pwned; '"
     assert not (tmp_path / "pwned").exists()
-    assert script.rstrip().endswith("vagrant halt\nGOLDEN_FIRMWARE=uefi vagrant up --provider libvirt")
+    assert "\nvagrant halt || " in script
+    assert script.index("vagrant halt") < script.index("domstate") < script.index("GOLDEN_FIRMWARE=uefi vagrant up")
 
 
 def _uefi_domain(name: str, nvram: Path) -> str:
@@ -89,3 +90,35 @@ def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path):
             assert log.path.read_text().count("undefined it") == 1
         finally:
             virsh("undefine", "--nvram", other)
+
+
+def test_the_restart_goes_on_only_once_every_domain_is_shut_off(tmp_path):
+    """The restart script's wait after `vagrant halt` (which can fail though
+    the guest stops): a shut-off domain passes at once; a running one or one
+    that does not exist fails within the limit, naming its state."""
+    suffix = os.getpid()
+    stopped, running = domain_name(f"golden-off-{suffix}"), domain_name(f"golden-on-{suffix}")
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    with libvirt_session(tmp_path, say=log.write) as session:
+        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
+        wait = lambda domains: subprocess.run(session.wrap(["sh", "-c", wait_shut_off_shell(domains, 2)]),
+                                              capture_output=True, text=True)
+        try:
+            for name in (stopped, running):  # no disk, no firmware files: SeaBIOS finds nothing to boot and waits
+                (tmp_path / f"{name}.xml").write_text(
+                    f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>"
+                    "<os><type arch='x86_64'>hvm</type></os></domain>")
+                assert virsh("define", str(tmp_path / f"{name}.xml")).returncode == 0
+            started = virsh("start", running)
+            assert started.returncode == 0, started.stderr
+
+            assert wait(stopped).returncode == 0
+            on = wait(f"{stopped} {running}")
+            assert on.returncode == 1
+            assert on.stdout.strip() == f"restart: {running} is not shut off after 2 s: running"
+            missing = wait(domain_name(f"golden-none-{suffix}"))
+            assert missing.returncode == 1 and "is not shut off after 2 s: error:" in missing.stdout
+        finally:
+            virsh("destroy", running)
+            for name in (stopped, running):
+                virsh("undefine", name)
