@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from golden.paths import VAGRANT_DIR
 from golden.vm.libvirt import URI, LibvirtSession, libvirt_session
 from golden.vm.runner import BuildLog
@@ -104,11 +106,8 @@ def test_the_restart_goes_on_only_once_every_domain_is_shut_off(tmp_path):
         wait = lambda domains: subprocess.run(session.wrap(["sh", "-c", wait_shut_off_shell(domains, 2)]),
                                               capture_output=True, text=True)
         try:
-            for name in (stopped, running):  # no disk, no firmware files: SeaBIOS finds nothing to boot and waits
-                (tmp_path / f"{name}.xml").write_text(
-                    f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>"
-                    "<os><type arch='x86_64'>hvm</type></os></domain>")
-                assert virsh("define", str(tmp_path / f"{name}.xml")).returncode == 0
+            for name in (stopped, running):
+                assert virsh("define", str(_bare_domain(tmp_path, name))).returncode == 0
             started = virsh("start", running)
             assert started.returncode == 0, started.stderr
 
@@ -122,3 +121,60 @@ def test_the_restart_goes_on_only_once_every_domain_is_shut_off(tmp_path):
             virsh("destroy", running)
             for name in (stopped, running):
                 virsh("undefine", name)
+
+
+def _bare_domain(tmp_path, name: str) -> Path:
+    """A domain with no disk and no firmware files: SeaBIOS finds nothing to boot and waits."""
+    xml = tmp_path / f"{name}.xml"
+    xml.write_text(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>"
+                   "<os><type arch='x86_64'>hvm</type></os></domain>")
+    return xml
+
+
+def test_a_running_leftover_domain_is_stopped_then_undefined(tmp_path):
+    machine = f"golden-run-{os.getpid()}"
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    with libvirt_session(tmp_path, say=log.write) as session:
+        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
+        try:
+            assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
+            assert virsh("start", domain_name(machine)).returncode == 0
+            VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log) \
+                ._undefine_leftovers()
+            assert virsh("dominfo", domain_name(machine)).returncode != 0  # neither running nor defined
+            assert "undefined it" in log.path.read_text()
+        finally:
+            virsh("destroy", domain_name(machine))
+            virsh("undefine", domain_name(machine))
+
+
+def test_destroy_runs_every_cleanup_step_after_an_interrupt_then_raises_it(tmp_path, monkeypatch):
+    """A second Ctrl-C during `vagrant destroy`: the leftover domain is still
+    undefined and the UEFI variables removed, and the interrupt goes on up."""
+    machine = f"golden-int-{os.getpid()}"
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    monkeypatch.setattr("golden.vm.vagrant.NVRAM_ROOT", tmp_path / "nvram")
+    with libvirt_session(tmp_path, say=log.write) as session:
+        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
+        vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
+        vms.env["VAGRANT_HOME"] = str(tmp_path / "vagrant-home")
+        vms.nvram_dir.mkdir(parents=True)
+        (vms.nvram_dir / f"{machine}-golden-web-1_VARS.fd").write_bytes(b"vars")
+        real_vagrant = vms._vagrant
+
+        def interrupted_destroy(*args, **kwargs):
+            if args[0] == "destroy":
+                raise KeyboardInterrupt
+            return real_vagrant(*args, **kwargs)
+        monkeypatch.setattr(vms, "_vagrant", interrupted_destroy)
+        try:
+            assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
+            with pytest.raises(KeyboardInterrupt):
+                vms.destroy()
+            assert virsh("dominfo", domain_name(machine)).returncode != 0
+            assert not vms.nvram_dir.exists()
+            text = log.path.read_text()
+            assert "cleanup step interrupted: KeyboardInterrupt()" in text
+            assert f"vagrant destroy left domain {domain_name(machine)} defined; undefined it" in text
+        finally:
+            virsh("undefine", domain_name(machine))
