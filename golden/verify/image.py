@@ -87,10 +87,12 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
 
 def _record(manifest_path: Path, manifest: dict, artifact: Path, passed: bool, counts: Counts,
             reports: list[Path], work: Path) -> None:
-    record_test(manifest_path, passed, counts.tests, counts.failures, [r.name for r in reports if r.is_file()])
-    if not manifest.get("test_only"):
-        write_local_catalog(artifact.parent)  # the lab's default catalog: tested builds only
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        record_test(manifest_path, passed, counts.tests, counts.failures, [r.name for r in reports if r.is_file()])
+        if not manifest.get("test_only"):
+            write_local_catalog(artifact.parent)  # the lab's default catalog: tested builds only
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _start_fresh_host(artifact: Path, manifest: dict, manifest_path: Path, report: Path, work: Path,

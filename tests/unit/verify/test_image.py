@@ -77,3 +77,23 @@ def test_a_failing_vagrant_part_stops_the_fresh_host_and_records_a_failure(tmp_p
     verdict = read_manifest(artifact / "manifest.json")["test"]
     assert verdict == {"passed": False, "tests": 0, "failures": 0, "reports": []}
     assert f"<== {image.FRESH_HOST} done in" in echo.getvalue()
+
+
+def test_the_work_directory_goes_even_when_the_catalog_cannot_be_written(tmp_path, monkeypatch):
+    artifact = _artifact(tmp_path)
+    works = []
+
+    def vagrant_part(artifact, manifest, manifest_path, report, work, log):
+        works.append(work)
+        _report(report, 5)
+        return 0
+
+    def unwritable_catalog(images_dir):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(image, "_vagrant_part", vagrant_part)
+    monkeypatch.setattr(image, "_start_fresh_host", _fresh_host(PASSING_FRESH_HOST))
+    monkeypatch.setattr(image, "write_local_catalog", unwritable_catalog)
+    with pytest.raises(OSError, match="No space left"):
+        image.validate_artifact(artifact, echo=io.StringIO())
+    assert works and not works[0].exists()
+    assert read_manifest(artifact / "manifest.json")["test"]["passed"] is True  # the verdict itself was recorded
