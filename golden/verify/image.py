@@ -80,9 +80,16 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
         finally:
             with log.stage("destroy"):
                 vms.destroy()
-    for daemon_log in work.glob("*.log"):
-        log.write(f"---- {daemon_log.name} ----\n" + daemon_log.read_text(errors="replace"))
+    _write_work_logs(work, log)
     return rc
+
+
+def _write_work_logs(work: Path, log: BuildLog) -> None:
+    """The libvirt daemons' and the restart script's logs into the test log;
+    not the serial consoles, which destroy wrote already."""
+    for other_log in sorted(work.glob("*.log")):
+        if not other_log.name.endswith("-serial.log"):
+            log.write(f"---- {other_log.name} ----\n" + other_log.read_text(errors="replace"))
 
 
 def _record(manifest_path: Path, manifest: dict, artifact: Path, passed: bool, counts: Counts,

@@ -12,6 +12,7 @@ import pytest
 from golden.build.manifest import read_manifest, write_manifest
 from golden.verify import image
 from golden.verify.beside import BackgroundRun
+from golden.vm.runner import BuildLog
 
 
 def _artifact(tmp_path):
@@ -97,3 +98,16 @@ def test_the_work_directory_goes_even_when_the_catalog_cannot_be_written(tmp_pat
         image.validate_artifact(artifact, echo=io.StringIO())
     assert works and not works[0].exists()
     assert read_manifest(artifact / "manifest.json")["test"]["passed"] is True  # the verdict itself was recorded
+
+
+def test_the_test_log_gets_each_work_log_once(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("libvirtd.log", "restart.log", "test-web-serial.log"):
+        (work / name).write_text(f"line of {name}\n")
+    log = BuildLog(tmp_path / "test.log", echo=io.StringIO())
+    image._write_work_logs(work, log)
+    text = log.path.read_text()
+    assert "---- libvirtd.log ----\nline of libvirtd.log" in text
+    assert "---- restart.log ----\nline of restart.log" in text
+    assert "test-web-serial.log" not in text  # VagrantVMs.destroy writes the serial consoles
