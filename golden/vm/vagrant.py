@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ def wait_shut_off_shell(domains: str, seconds: int) -> str:
     fails after seconds saying which is not."""
     return (f"for domain in {domains}; do\n"
             f"  waited=0\n"
-            f'  until [ "$(virsh -c {URI} domstate "$domain" 2>&1)" = "shut off" ]; do\n'
+            f'  until [ "$(LC_ALL=C virsh -c {URI} domstate "$domain" 2>/dev/null)" = "shut off" ]; do\n'
             f'    [ "$waited" -lt {seconds} ] || {{ echo "restart: $domain is not shut off after {seconds} s:'
             f' $(virsh -c {URI} domstate "$domain" 2>&1)"; exit 1; }}\n'
             f"    sleep 1; waited=$((waited + 1))\n"
@@ -69,7 +70,7 @@ class VagrantVMs:
         """A script that halts the VMs and starts them again with firmware
         (bios|uefi); tests/image runs it as its reboot. Its output goes to
         restart.log in the work directory."""
-        keys = sorted(k for k in self.env if k.startswith(("VAGRANT_", "GOLDEN_")) or k in ("PATH", "HOME"))
+        keys = sorted(k for k in self.env if re.fullmatch(r"(VAGRANT|GOLDEN)_[A-Za-z0-9_]*|PATH|HOME", k))
         domains = " ".join(shlex.quote(domain_name(m)) for m in self.machines)
         lines = ["#!/bin/sh", f"exec >>{shlex.quote(str(self.work / 'restart.log'))} 2>&1", "set -e",
                  *(f"export {k}={shlex.quote(self.env[k])}" for k in keys),
@@ -80,7 +81,7 @@ class VagrantVMs:
                  'vagrant halt || echo "$(date -u +%T) restart: vagrant halt failed; the machines must stop all '
                  'the same"',
                  wait_shut_off_shell(domains, HALT_SECONDS),
-                 f'echo "$(date -u +%T) restart: vagrant up by {firmware}"',
+                 f'echo "$(date -u +%T) restart: vagrant up by "{shlex.quote(firmware)}',
                  f"GOLDEN_FIRMWARE={shlex.quote(firmware)} vagrant up --provider libvirt",
                  'echo "$(date -u +%T) restart: up"']
         path.write_text("\n".join(lines) + "\n")

@@ -10,6 +10,8 @@ on those images only (a product image has none of them, which
 test_product.py asserts).
 """
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -121,7 +123,37 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"(unreadable: {exc})"
 
 
-RESTART_SECONDS = 1200  # the restart script: a halt (up to 300 s), then a boot by UEFI under TCG
+# The restart script: Vagrant's graceful halt (60 s), the wait for shut off
+# (300 s), then a boot by UEFI (the Vagrantfile's boot_timeout, 900 s).
+RESTART_SECONDS = 1500
+
+
+def _drop_connection(host) -> None:
+    client = host.backend.__dict__.pop("client", None)  # testinfra's cached paramiko client
+    if client:
+        client.close()
+
+
+def _restart(script: str) -> None:
+    """Runs the restart script; on failure or timeout, fails with the end of
+    restart.log, which it writes beside itself (the work directory). Timed
+    out or interrupted, its whole process group is stopped: no vagrant is
+    left holding the machine."""
+    proc = subprocess.Popen([script], start_new_session=True)
+    try:
+        rc = proc.wait(timeout=RESTART_SECONDS)
+    except subprocess.TimeoutExpired:
+        rc = None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    why = f"did not finish in {RESTART_SECONDS} s" if rc is None else f"failed (exit {rc})"
+    assert rc == 0, f"{script} {why}; restart.log ends:\n{_tail(Path(script).parent / 'restart.log')}"
 
 
 def reboot(host, restart: str | None = None, timeout: float = 300) -> None:
@@ -130,20 +162,17 @@ def reboot(host, restart: str | None = None, timeout: float = 300) -> None:
     boot_id = host.check_output("cat /proc/sys/kernel/random/boot_id")
     try:
         if restart:
-            done = subprocess.run([restart], timeout=RESTART_SECONDS)
-            # The script's output is in restart.log beside it (the work directory).
-            assert done.returncode == 0, f"{restart} failed (exit {done.returncode}); " \
-                                         f"restart.log ends:\n{_tail(Path(restart).parent / 'restart.log')}"
+            _restart(restart)
         else:
             host.run("sudo systemd-run --on-active=2 /bin/systemctl reboot")
             time.sleep(5)
     finally:
         # The connection of the last boot: a later test reusing it after a failed
         # restart would wait for TCP to give up on a VM that is gone (15 min).
-        host.backend.__dict__.pop("client", None)
+        _drop_connection(host)
 
     def back():
-        host.backend.__dict__.pop("client", None)
+        _drop_connection(host)
         try:
             return host.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() not in ("", boot_id)
         except Exception:
