@@ -10,13 +10,13 @@ on those images only (a product image has none of them, which
 test_product.py asserts).
 """
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from golden.vm.runner import stop_process_group
 
 OUTSIDER = "golden-outsider"  # a local user in no client group
 
@@ -146,12 +146,7 @@ def _restart(script: str) -> None:
         rc = None
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_process_group(proc, grace=30)
     why = f"did not finish in {RESTART_SECONDS} s" if rc is None else f"failed (exit {rc})"
     assert rc == 0, f"{script} {why}; restart.log ends:\n{_tail(Path(script).parent / 'restart.log')}"
 

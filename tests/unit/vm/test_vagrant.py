@@ -60,6 +60,15 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
     assert script.index("vagrant halt") < script.index("domstate") < script.index("GOLDEN_FIRMWARE=uefi vagrant up")
 
 
+@pytest.fixture
+def private_libvirt(tmp_path):
+    """A private libvirtd in its own namespace: (session, log, virsh)."""
+    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    with libvirt_session(tmp_path, say=log.write) as session:
+        yield session, log, lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]),
+                                                      capture_output=True, text=True)
+
+
 def _uefi_domain(name: str, nvram: Path) -> str:
     return f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
   <os><type arch='x86_64' machine='q35'>hvm</type>
@@ -68,59 +77,55 @@ def _uefi_domain(name: str, nvram: Path) -> str:
   <features><acpi/><smm state='on'/></features></domain>"""
 
 
-def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path):
+def test_a_domain_destroy_left_behind_is_undefined_with_its_variables(tmp_path, private_libvirt):
     """After a failed `vagrant destroy`, the harness undefines the machines'
     domains (a private libvirtd in its own namespace; the domain never runs)
     and leaves other domains alone."""
     machine, other = f"golden-unit-{os.getpid()}", f"vagrant_golden-other-{os.getpid()}"
-    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
-    with libvirt_session(tmp_path, say=log.write) as session:
-        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
-        try:
-            for name in (f"vagrant_{machine}", other):
-                nvram = tmp_path / f"{name}_VARS.fd"
-                shutil.copy(OVMF_VARS, nvram)
-                (tmp_path / f"{name}.xml").write_text(_uefi_domain(name, nvram))
-                assert virsh("define", str(tmp_path / f"{name}.xml")).returncode == 0
-            vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
-            vms._undefine_leftovers()
-            assert virsh("dominfo", f"vagrant_{machine}").returncode != 0
-            assert not (tmp_path / f"vagrant_{machine}_VARS.fd").exists()
-            assert virsh("dominfo", other).returncode == 0
-            assert f"vagrant destroy left domain vagrant_{machine} defined; undefined it" in log.path.read_text()
-            vms._undefine_leftovers()  # nothing left: says nothing more
-            assert log.path.read_text().count("undefined it") == 1
-        finally:
-            virsh("undefine", "--nvram", other)
+    session, log, virsh = private_libvirt
+    try:
+        for name in (f"vagrant_{machine}", other):
+            nvram = tmp_path / f"{name}_VARS.fd"
+            shutil.copy(OVMF_VARS, nvram)
+            (tmp_path / f"{name}.xml").write_text(_uefi_domain(name, nvram))
+            assert virsh("define", str(tmp_path / f"{name}.xml")).returncode == 0
+        vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
+        vms._undefine_leftovers()
+        assert virsh("dominfo", f"vagrant_{machine}").returncode != 0
+        assert not (tmp_path / f"vagrant_{machine}_VARS.fd").exists()
+        assert virsh("dominfo", other).returncode == 0
+        assert f"vagrant destroy left domain vagrant_{machine} defined; undefined it" in log.path.read_text()
+        vms._undefine_leftovers()  # nothing left: says nothing more
+        assert log.path.read_text().count("undefined it") == 1
+    finally:
+        virsh("undefine", "--nvram", other)
 
 
-def test_the_restart_goes_on_only_once_every_domain_is_shut_off(tmp_path):
+def test_the_restart_goes_on_only_once_every_domain_is_shut_off(tmp_path, private_libvirt):
     """The restart script's wait after `vagrant halt` (which can fail though
     the guest stops): a shut-off domain passes at once; a running one or one
     that does not exist fails within the limit, naming its state."""
     suffix = os.getpid()
     stopped, running = domain_name(f"golden-off-{suffix}"), domain_name(f"golden-on-{suffix}")
-    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
-    with libvirt_session(tmp_path, say=log.write) as session:
-        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
-        wait = lambda domains: subprocess.run(session.wrap(["sh", "-c", wait_shut_off_shell(domains, 2)]),
-                                              capture_output=True, text=True)
-        try:
-            for name in (stopped, running):
-                assert virsh("define", str(_bare_domain(tmp_path, name))).returncode == 0
-            started = virsh("start", running)
-            assert started.returncode == 0, started.stderr
+    session, log, virsh = private_libvirt
+    wait = lambda domains: subprocess.run(session.wrap(["sh", "-c", wait_shut_off_shell(domains, 2)]),
+                                          capture_output=True, text=True)
+    try:
+        for name in (stopped, running):
+            assert virsh("define", str(_bare_domain(tmp_path, name))).returncode == 0
+        started = virsh("start", running)
+        assert started.returncode == 0, started.stderr
 
-            assert wait(stopped).returncode == 0
-            on = wait(f"{stopped} {running}")
-            assert on.returncode == 1
-            assert on.stdout.strip() == f"restart: {running} is not shut off after 2 s: running"
-            missing = wait(domain_name(f"golden-none-{suffix}"))
-            assert missing.returncode == 1 and "is not shut off after 2 s: error:" in missing.stdout
-        finally:
-            virsh("destroy", running)
-            for name in (stopped, running):
-                virsh("undefine", name)
+        assert wait(stopped).returncode == 0
+        on = wait(f"{stopped} {running}")
+        assert on.returncode == 1
+        assert on.stdout.strip() == f"restart: {running} is not shut off after 2 s: running"
+        missing = wait(domain_name(f"golden-none-{suffix}"))
+        assert missing.returncode == 1 and "is not shut off after 2 s: error:" in missing.stdout
+    finally:
+        virsh("destroy", running)
+        for name in (stopped, running):
+            virsh("undefine", name)
 
 
 def _bare_domain(tmp_path, name: str) -> Path:
@@ -131,50 +136,46 @@ def _bare_domain(tmp_path, name: str) -> Path:
     return xml
 
 
-def test_a_running_leftover_domain_is_stopped_then_undefined(tmp_path):
+def test_a_running_leftover_domain_is_stopped_then_undefined(tmp_path, private_libvirt):
     machine = f"golden-run-{os.getpid()}"
-    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
-    with libvirt_session(tmp_path, say=log.write) as session:
-        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
-        try:
-            assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
-            assert virsh("start", domain_name(machine)).returncode == 0
-            VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log) \
-                ._undefine_leftovers()
-            assert virsh("dominfo", domain_name(machine)).returncode != 0  # neither running nor defined
-            assert "undefined it" in log.path.read_text()
-        finally:
-            virsh("destroy", domain_name(machine))
-            virsh("undefine", domain_name(machine))
+    session, log, virsh = private_libvirt
+    try:
+        assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
+        assert virsh("start", domain_name(machine)).returncode == 0
+        VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log) \
+            ._undefine_leftovers()
+        assert virsh("dominfo", domain_name(machine)).returncode != 0  # neither running nor defined
+        assert "undefined it" in log.path.read_text()
+    finally:
+        virsh("destroy", domain_name(machine))
+        virsh("undefine", domain_name(machine))
 
 
-def test_destroy_runs_every_cleanup_step_after_an_interrupt_then_raises_it(tmp_path, monkeypatch):
+def test_destroy_runs_every_cleanup_step_after_an_interrupt_then_raises_it(tmp_path, monkeypatch, private_libvirt):
     """A second Ctrl-C during `vagrant destroy`: the leftover domain is still
     undefined and the UEFI variables removed, and the interrupt goes on up."""
     machine = f"golden-int-{os.getpid()}"
-    log = BuildLog(tmp_path / "log", echo=open(os.devnull, "w"))
+    session, log, virsh = private_libvirt
     monkeypatch.setattr("golden.vm.vagrant.NVRAM_ROOT", tmp_path / "nvram")
-    with libvirt_session(tmp_path, say=log.write) as session:
-        virsh = lambda *a: subprocess.run(session.wrap(["virsh", "-c", URI, *a]), capture_output=True, text=True)
-        vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
-        vms.env["VAGRANT_HOME"] = str(tmp_path / "vagrant-home")
-        vms.nvram_dir.mkdir(parents=True)
-        (vms.nvram_dir / f"{machine}-golden-web-1_VARS.fd").write_bytes(b"vars")
-        real_vagrant = vms._vagrant
+    vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", [machine], tmp_path / "work", session, log)
+    vms.env["VAGRANT_HOME"] = str(tmp_path / "vagrant-home")
+    vms.nvram_dir.mkdir(parents=True)
+    (vms.nvram_dir / f"{machine}-golden-web-1_VARS.fd").write_bytes(b"vars")
+    real_vagrant = vms._vagrant
 
-        def interrupted_destroy(*args, **kwargs):
-            if args[0] == "destroy":
-                raise KeyboardInterrupt
-            return real_vagrant(*args, **kwargs)
-        monkeypatch.setattr(vms, "_vagrant", interrupted_destroy)
-        try:
-            assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
-            with pytest.raises(KeyboardInterrupt):
-                vms.destroy()
-            assert virsh("dominfo", domain_name(machine)).returncode != 0
-            assert not vms.nvram_dir.exists()
-            text = log.path.read_text()
-            assert "cleanup step interrupted: KeyboardInterrupt()" in text
-            assert f"vagrant destroy left domain {domain_name(machine)} defined; undefined it" in text
-        finally:
-            virsh("undefine", domain_name(machine))
+    def interrupted_destroy(*args, **kwargs):
+        if args[0] == "destroy":
+            raise KeyboardInterrupt
+        return real_vagrant(*args, **kwargs)
+    monkeypatch.setattr(vms, "_vagrant", interrupted_destroy)
+    try:
+        assert virsh("define", str(_bare_domain(tmp_path, domain_name(machine)))).returncode == 0
+        with pytest.raises(KeyboardInterrupt):
+            vms.destroy()
+        assert virsh("dominfo", domain_name(machine)).returncode != 0
+        assert not vms.nvram_dir.exists()
+        text = log.path.read_text()
+        assert "cleanup step interrupted: KeyboardInterrupt()" in text
+        assert f"vagrant destroy left domain {domain_name(machine)} defined; undefined it" in text
+    finally:
+        virsh("undefine", domain_name(machine))
