@@ -59,6 +59,20 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
     assert "\nvagrant halt || " in script
     assert script.index("vagrant halt") < script.index("domstate") < script.index("GOLDEN_FIRMWARE=uefi vagrant up")
 
+def test_restart_script_exports_only_vagrants_and_goldens_settings(tmp_path):
+    vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", ["golden-a"], tmp_path / "work",
+                     LibvirtSession(netns=None), BuildLog(tmp_path / "log"))
+    vms.env.update({"BASH_FUNC_vagrant%%": "() { touch pwned; }", "GOLDEN_X;touch pwned": "1",
+                    "LD_PRELOAD": "/tmp/evil.so", "PATH": "/usr/bin:/bin", "HOME": "/root"})
+    script = vms.write_restart_script(tmp_path / "restart", "bios").read_text()
+    exported = sorted(line.split("=", 1)[0].removeprefix("export ")
+                      for line in script.splitlines() if line.startswith("export "))
+    assert "PATH" in exported and "HOME" in exported and "GOLDEN_BOX" in exported
+    assert "VAGRANT_DOTFILE_PATH" in exported and "GOLDEN_MACHINES" in exported
+    assert not {"BASH_FUNC_vagrant%%", "GOLDEN_X;touch pwned", "LD_PRELOAD"} & set(exported)
+    assert "pwned" not in script and "evil" not in script
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
 
 @pytest.fixture
 def private_libvirt(tmp_path):
