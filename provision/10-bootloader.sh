@@ -36,4 +36,18 @@ grub-efi-amd64 grub2/force_efi_extra_removable boolean true
 grub-efi-amd64 grub2/update_nvram boolean false
 DEBCONF
 grub-install --target=x86_64-efi --efi-directory=/boot/efi --uefi-secure-boot --no-nvram --force-extra-removable
+# Debian's 25_bli loads GRUB's bli module at every UEFI boot, but its signed
+# GRUB lacks it and under Secure Boot may load no module from disk: "error:
+# prohibited by secure boot policy" at every such boot. Ours loads it only
+# where GRUB may. dpkg keeps a conffile's mode across upgrades.
+chmod -x /etc/grub.d/25_bli
+cat > /etc/grub.d/25_golden_bli <<'SH'
+#!/bin/sh
+cat <<'EOF'
+if [ "$grub_platform" = "efi" ]; then
+  if [ "$lockdown" != "y" ]; then insmod bli; fi
+fi
+EOF
+SH
+chmod 755 /etc/grub.d/25_golden_bli
 update-grub

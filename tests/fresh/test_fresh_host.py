@@ -111,6 +111,18 @@ def test_booted_through_uefi_with_secure_boot_enforced(fresh):
                               " | od -An -tu1 | awk '{print $NF}'") == "1"
 
 
+def test_the_boot_chain_shows_no_error_under_secure_boot(fresh_vm):
+    """Debian's signed GRUB may load no module from disk under Secure Boot:
+    the image's grub.cfg asks it for none. (Debian's 25_bli asks for bli,
+    which its signed GRUB lacks: "error: prohibited by secure boot policy"
+    at every such boot.)"""
+    console = fresh_vm.serial.read_text(errors="replace")
+    assert "Linux version" in console, console[-2000:]
+    before_linux = console[:console.index("Linux version")]
+    assert "Loading Linux" in before_linux, before_linux[-2000:]
+    assert "error" not in before_linux.lower(), before_linux[-2000:]
+
+
 def test_the_readme_recipes_devices_work_an_e1000e_nic_and_an_nvme_disk(fresh):
     """q35's default NIC (which the cloud kernel has no driver for) carries
     the network this test logs in over, and the root is on the NVMe disk."""

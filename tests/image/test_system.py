@@ -23,6 +23,16 @@ def test_boots_from_its_own_disk_with_grub(host):
     assert not host.file("/sys/firmware/efi").exists
 
 
+def test_grub_asks_for_no_module_it_may_not_load_under_secure_boot(host):
+    """What update-grub writes after a kernel upgrade loads bli only when GRUB
+    is not locked down (tests/fresh checks the console of a Secure Boot boot)."""
+    assert host.file("/etc/grub.d/25_bli").mode & 0o111 == 0
+    assert host.file("/etc/grub.d/25_golden_bli").mode & 0o111 == 0o111
+    config = host.check_output("sudo cat /boot/grub/grub.cfg")  # root only
+    assert config.count("insmod bli") == 1
+    assert 'if [ "$lockdown" != "y" ]; then insmod bli; fi' in config
+
+
 def test_the_esp_holds_debians_signed_boot_chain(host, manifest):
     """The same disk boots by UEFI: the ESP (mounted at /boot/efi) holds shim
     and the signed GRUB at the removable path, which reads the root's grub.cfg."""
