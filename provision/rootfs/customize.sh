@@ -51,6 +51,13 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 X11Forwarding no
 CONF
+# sshd listens on the network only, where the firewall and this config apply.
+# systemd's ssh generator would also bind it to AF_VSOCK (a channel from the
+# hypervisor) and to local AF_UNIX sockets; on a VM without a vsock device it
+# failed at every boot, after AF_VSOCK's module alias had loaded VMware's
+# VMCI driver.
+mkdir -p "$root/etc/systemd/system-generators"
+ln -sf /dev/null "$root/etc/systemd/system-generators/systemd-ssh-generator"
 
 # The root partition and file system grow to the disk at every boot (a VM
 # whose disk was made bigger than the image's), for Vagrant boxes and fresh

@@ -61,6 +61,8 @@ def test_no_password_login(fresh_vm):
 
 
 def test_services_run(fresh):
+    # SSH comes up before the first boot has made the PostgreSQL cluster.
+    assert fresh.run("systemctl is-system-running --wait").stdout.strip() in ("running", "degraded")
     for unit in ("postgresql@17-main", "valkey-server", "caddy", "ssh"):
         assert fresh.service(unit).is_running, unit
 

@@ -10,7 +10,17 @@ def test_sshd_running_and_enabled(host):
 
 
 
-def test_sshd_takes_keys_only_no_root_no_x11(host):
+def test_sshd_listens_on_the_network_only(host):
+    """No sshd on AF_VSOCK or local AF_UNIX sockets (systemd's ssh generator),
+    and no vsock driver loaded by its probe on a VM that has no vsock device."""
+    assert host.file("/etc/systemd/system-generators/systemd-ssh-generator").linked_to == "/dev/null"
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'sshd-vsock*' 'sshd-unix-*'") == ""
+    assert host.check_output("sudo ss -Hlx | grep -c ssh || true") == "0"
+    loaded = host.check_output("awk '{print $1}' /proc/modules").split()
+    assert [m for m in loaded if "vsock" in m or m == "vmw_vmci"] == []
+
+
+
     """Debian's defaults allow passwords and X11 forwarding: the image does not."""
     config = dict(line.split(" ", 1) for line in host.check_output("sudo sshd -T").splitlines() if " " in line)
     assert (config["passwordauthentication"], config["kbdinteractiveauthentication"], config["permitrootlogin"],

@@ -132,4 +132,8 @@ def test_the_initramfs_holds_every_disk_driver_and_no_more(host):
         if "/kernel/" in path:  # a module (not built in, and this flavour has it)
             assert f"/{kernel}{path[path.index('/kernel/'):]}" in packed, driver
     assert host.check_output("grep -h ^MODULES= /etc/initramfs-tools/conf.d/*.conf") == "MODULES=list"
+    # The initramfs checked the root before mounting it (so systemd did not).
+    assert "usr/sbin/e2fsck" in packed and "usr/sbin/fsck" in packed
+    assert host.run("sudo test -e /run/initramfs/fsck-root").rc == 0  # /run/initramfs: root only
+    assert host.check_output("systemctl show -P ConditionResult systemd-fsck-root") == "no"
     assert int(host.check_output(f"stat -c %s /boot/initrd.img-{kernel}")) < 15_000_000
