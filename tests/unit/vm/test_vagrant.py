@@ -45,9 +45,14 @@ def test_bios_machines_have_no_variables(tmp_path):
     assert list(nvram.iterdir()) == []
 
 
+def _vms_without_libvirt(tmp_path) -> VagrantVMs:
+    """For what needs no daemon: the scripts the harness writes."""
+    return VagrantVMs(tmp_path / "x.box", "golden-web-1", ["golden-a"], tmp_path / "work",
+                      LibvirtSession(netns=None), BuildLog(tmp_path / "log"))
+
+
 def test_restart_script_keeps_hostile_values_as_data(tmp_path):
-    vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", ["golden-a"], tmp_path / "work",
-                     LibvirtSession(netns=None), BuildLog(tmp_path / "log"))
+    vms = _vms_without_libvirt(tmp_path)
     vms.env["GOLDEN_MEMORY"] = "1024'; touch pwned; '"
     script = vms.write_restart_script(tmp_path / "restart", "uefi").read_text()
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
@@ -59,9 +64,9 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
     assert "\nvagrant halt || " in script
     assert script.index("vagrant halt") < script.index("domstate") < script.index("GOLDEN_FIRMWARE=uefi vagrant up")
 
+
 def test_restart_script_exports_only_vagrants_and_goldens_settings(tmp_path):
-    vms = VagrantVMs(tmp_path / "x.box", "golden-web-1", ["golden-a"], tmp_path / "work",
-                     LibvirtSession(netns=None), BuildLog(tmp_path / "log"))
+    vms = _vms_without_libvirt(tmp_path)
     vms.env.update({"BASH_FUNC_vagrant%%": "() { touch pwned; }", "GOLDEN_X;touch pwned": "1",
                     "LD_PRELOAD": "/tmp/evil.so", "PATH": "/usr/bin:/bin", "HOME": "/root"})
     script = vms.write_restart_script(tmp_path / "restart", "bios").read_text()
