@@ -160,6 +160,14 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
             f"remove it with ./inv lab.down")
 
 
+def require_no_lab() -> None:
+    """./inv test brings up and takes down a lab of its own in .lab: never
+    while a user's lab is up there."""
+    if _read_state() is not None:
+        raise LabError(f"a lab is up ({STATE_DIR / 'state.json'}): ./inv test brings up and takes down a lab "
+                       f"of its own; take yours down first: ./inv lab.down")
+
+
 def _lab_file(state: dict) -> Path:
     return Path(state.get("lab") or LAB_FILE)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
-from golden.lab import load_lab
+from golden.lab import load_lab, require_no_lab
 from golden.verify.image import validate_artifact
 from golden.verify.junit import Counts, junit_counts, run_pytest
 
@@ -72,6 +72,7 @@ def run_test_suite(specs, echo=sys.stdout) -> bool:
     current inputs are built first, as `./inv build --all -j 2` would: the
     stages they share are built once. Ends with where the time went and one
     'N passed, N failed' line."""
+    require_no_lab()
     total = Counts()
     ok = True
     watch = Stopwatch()

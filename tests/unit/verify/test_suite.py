@@ -42,3 +42,28 @@ def test_a_part_that_keeps_every_cpu_busy_shows_it():
     watch = Stopwatch()
     watch.part("spin", on_every_cpu)
     assert watch.busy["spin"] >= 80
+
+
+def test_a_lab_that_is_up_stops_the_test_suite_before_anything_runs(tmp_path, monkeypatch):
+    """./inv test ends with a lab of its own, brought up and taken down in
+    .lab: with a user's lab up there, it refuses in one line and runs nothing."""
+    import io
+    import json
+    import golden.lab
+    import golden.verify.suite
+    from golden.lab import LabError
+    from golden.verify.junit import Counts
+    from golden.verify.suite import run_test_suite
+    ran = []  # a stand-in for the unit tests, which would otherwise run this test again
+    monkeypatch.setattr(golden.verify.suite, "run_unit_tests", lambda report: ran.append(report) or (1, Counts()))
+    monkeypatch.setattr(golden.lab, "STATE_DIR", tmp_path / ".lab")
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "state.json").write_text(json.dumps({"netns": "golden-lab", "pids": {}}))
+    with pytest.raises(LabError, match=r"^a lab is up \(.*/\.lab/state\.json\): .* take yours down first: "
+                                       r"\./inv lab\.down$"):
+        run_test_suite([], echo=io.StringIO())
+    assert ran == [] and (tmp_path / ".lab" / "state.json").is_file()
+    (tmp_path / ".lab" / "state.json").unlink()  # no lab: the suite starts with the unit tests
+    out = io.StringIO()
+    assert run_test_suite([], echo=out) is False  # the stand-in failed: nothing more runs
+    assert len(ran) == 1 and "unit tests failed: images not validated" in out.getvalue()
