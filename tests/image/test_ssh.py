@@ -9,7 +9,6 @@ def test_sshd_running_and_enabled(host):
     assert ssh.is_enabled
 
 
-
 def test_sshd_listens_on_the_network_only(host):
     """No sshd on AF_VSOCK or local AF_UNIX sockets (systemd's ssh generator),
     and no vsock driver loaded by its probe on a VM that has no vsock device."""
@@ -20,7 +19,7 @@ def test_sshd_listens_on_the_network_only(host):
     assert [m for m in loaded if "vsock" in m or m == "vmw_vmci"] == []
 
 
-
+def test_sshd_takes_keys_only_no_root_no_x11(host):
     """Debian's defaults allow passwords and X11 forwarding: the image does not."""
     config = dict(line.split(" ", 1) for line in host.check_output("sudo sshd -T").splitlines() if " " in line)
     assert (config["passwordauthentication"], config["kbdinteractiveauthentication"], config["permitrootlogin"],

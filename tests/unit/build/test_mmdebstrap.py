@@ -2,7 +2,6 @@
 left mounted (real mounts: the tests run as root)."""
 import subprocess
 
-
 from golden.build.mmdebstrap import mounts_under, remove_unmounting
 
 

@@ -124,9 +124,6 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
     env = dict(os.environ, GOLDEN_IMAGES=str(tmp_path / "images"),
                GOLDEN_ARTIFACTS=str(artifacts), GOLDEN_CACHE=str(tmp_path / "cache"), GOLDEN_ACCEL="tcg",
                PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # its mmdebstrap work directories: ours alone
-
-    def own_mounts() -> list:
-        return mounts_under(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -134,7 +131,7 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
                       for n in ("one", "three")):
             assert time.monotonic() < deadline and proc.poll() is None, "the two builds did not start"
             time.sleep(0.2)
-        while not own_mounts():  # mmdebstrap at work in its chroot
+        while not mounts_under(tmp_path):  # mmdebstrap at work in its chroot
             assert time.monotonic() < deadline and proc.poll() is None, "mmdebstrap mounted nothing"
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
@@ -148,4 +145,4 @@ def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path
         while proc.poll() is None:  # a build left running: interrupted until it ends (mmdebstrap unmounts)
             proc.send_signal(signal.SIGINT)
             time.sleep(5)
-    assert own_mounts() == []
+    assert mounts_under(tmp_path) == []
