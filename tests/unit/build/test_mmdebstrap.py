@@ -1,6 +1,8 @@
 """The work directory of an mmdebstrap run, removed with whatever its chroot
 left mounted (real mounts: the tests run as root)."""
 import subprocess
+import sys
+from pathlib import Path
 
 from golden.build.mmdebstrap import mounts_under, remove_unmounting
 
@@ -44,3 +46,23 @@ def test_nothing_mounted_beside_the_directory_counts(tmp_path):
         assert mounts_under(tmp_path) == [tmp_path / "work-other"]
     finally:
         subprocess.run(["umount", str(tmp_path / "work-other")])
+
+
+def test_a_mount_that_cannot_be_unmounted_keeps_the_directory(tmp_path):
+    """In a user namespace the mounts it inherited are locked: umount fails
+    there, so the removal must refuse and leave the mounted file alone."""
+    work = tmp_path / "work"
+    (work / "shm").mkdir(parents=True)
+    mount("-t", "tmpfs", "none", work / "shm")
+    (work / "shm" / "segment").write_text("kept")
+    try:
+        removal = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c",
+             "import sys; from pathlib import Path; from golden.build.mmdebstrap import remove_unmounting; "
+             "remove_unmounting(Path(sys.argv[1]))", str(work)],
+            capture_output=True, text=True, cwd=Path(__file__).parents[3])
+        assert removal.returncode != 0
+        assert f"{work}: could not unmount {work / 'shm'}; left in place" in removal.stderr
+        assert (work / "shm" / "segment").read_text() == "kept"
+    finally:
+        subprocess.run(["umount", str(work / "shm")])
