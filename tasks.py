@@ -108,7 +108,7 @@ def releases(c, from_, image, version=None, json=False):
 @task(help={"image": "image spec name (default: every image with artifacts)",
             "keep": "versions to keep per image (default 1: the newest)",
             "cache": "remove the whole stage cache ($GOLDEN_CACHE or ~/.cache/golden); "
-                     "without it, only entries no current image spec uses"})
+                     "without it, only entries no current image spec uses and packages no lock pins"})
 def clean(c, image=None, keep=1, cache=False):
     """Remove failed builds, old versions and unused stage cache entries."""
     from golden.settings import artifacts_dir

@@ -1,5 +1,6 @@
 """./inv clean, and what a successful build gives back: old versions of an
-image, stage cache entries no current spec uses."""
+image, stage cache entries no current spec uses, and (./inv clean only)
+the package cache's .deb files of versions no lock pins."""
 from __future__ import annotations
 
 import os
@@ -65,6 +66,35 @@ def clean(image_dirs: list[Path], keep: int, specs, whole_cache: bool = False, s
             say(f"emptied {cache_dir()}")
         else:
             _prune(specs, None, say)
+            prune_packages(specs, say)
+
+
+def prune_packages(specs, say=print) -> list[Path]:
+    """Removes the package cache's .deb files of versions no lock of specs
+    pins (a lock pins the versions a locked build installs, offline when the
+    cache has them all) and the local repositories made of the cache (the
+    next offline build makes its own again). Not after a build: a second
+    worktree sharing the cache may pin older versions."""
+    from golden.build.lock import lock_path, read_lock
+    wanted = {(package, version.replace(":", "%3a"))  # apt writes an epoch's ':' as %3a
+              for spec in specs for section in (read_lock(lock_path(spec)) or {}).values()
+              for package, version in section.items()}
+    debs = cache_dir() / "debs"
+    suites = sorted(d for d in debs.iterdir() if d.is_dir()) if debs.is_dir() else []
+    removed = []
+    for suite in suites:
+        if suite.name.endswith("-repo"):
+            stale = [suite]
+        else:
+            stale = [deb for deb in sorted(suite.glob("*.deb")) if tuple(deb.name.split("_")[:2]) not in wanted]
+        freed = _disk_bytes(stale)
+        for path in stale:
+            _remove(path)
+        if stale:
+            say(f"removed {suite}" if stale == [suite] else
+                f"removed {len(stale)} packages no lock pins from {suite} ({freed / 1e6:.1f} MB)")
+        removed += stale
+    return removed
 
 
 @contextmanager

@@ -137,3 +137,43 @@ def test_prune_keeps_only_entries_of_current_specs(tmp_path, monkeypatch):
     # A spec no longer present: its entries go too.
     assert sorted(prune_cache([], say=lambda *_: None)) == sorted(used)
     assert (cache / "debs" / "trixie" / "base-files_13.8_amd64.deb").is_file()
+
+
+def test_clean_removes_the_packages_no_lock_pins(tmp_path, monkeypatch):
+    """./inv clean keeps in the package cache every version a lock pins (two
+    images' locks, one of them older) and removes the others, and the local
+    repository made of the cache (it holds links to them)."""
+    from golden.build.lock import cached_deb, lock_path, read_lock
+    from golden.spec import load_spec
+    from conftest import REPO
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))
+    infra_lock = lock_path(load_spec(REPO / "images" / "infra.yaml"))
+    specs = []
+    for name in ("infra", "infra-open"):
+        spec = load_spec(REPO / "images" / f"{name}.yaml")
+        specs.append(dataclasses.replace(spec, path=str(tmp_path / f"{name}.yaml")))
+    lock = infra_lock.read_text()
+    base_files, bsdutils = (read_lock(infra_lock)["rootfs"][p] for p in ("base-files", "bsdutils"))
+    assert ":" in bsdutils  # an epoch: %3a in the file name
+    (tmp_path / "infra.lock").write_text(lock)
+    (tmp_path / "infra-open.lock").write_text(lock.replace(f"base-files {base_files}\n", "base-files 13.8+deb13u1\n"))
+    debs = tmp_path / "cache" / "debs" / "trixie"
+    pinned = [f"base-files_{base_files}_amd64.deb", "base-files_13.8+deb13u1_amd64.deb",
+              f"bsdutils_{bsdutils.replace(':', '%3a')}_amd64.deb"]
+    stale = ["base-files_13.8+deb13u0_amd64.deb", "bsdutils_1%3a2.40.0-1_amd64.deb", "not-locked_1.0_all.deb"]
+    (debs / "partial").mkdir(parents=True)
+    (debs / "lock").write_text("")
+    for name in pinned + stale:
+        (debs / name).write_bytes(b"deb " + name.encode())
+    repo = debs.with_name("trixie-repo")
+    repo.mkdir()
+    os.link(debs / stale[0], repo / stale[0])
+    said = []
+    clean([], 1, specs, say=said.append)
+    assert sorted(p.name for p in debs.iterdir()) == sorted(pinned + ["lock", "partial"])
+    assert not repo.exists()
+    assert cached_deb("trixie", "bsdutils", bsdutils) == debs / pinned[2]
+    assert f"removed 3 packages no lock pins from {debs} (0.0 MB)" in said and f"removed {repo}" in said
+    said.clear()
+    clean([], 1, specs, say=said.append)  # nothing left to remove
+    assert said == [] and sorted(p.name for p in debs.iterdir()) == sorted(pinned + ["lock", "partial"])
