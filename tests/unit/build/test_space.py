@@ -1,8 +1,8 @@
 import io
 import json
 import os
+import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -31,14 +31,18 @@ def test_places_on_one_filesystem_add_up_and_on_two_do_not(tmp_path, monkeypatch
     require_free_space(tmp_path / "artifacts", cache=tmp_path / "cache", tmp=tmp_path)  # 60 % of what is free
     with pytest.raises(GoldenError, match="2 image builds at once need about"):
         require_free_space(tmp_path / "artifacts", builds=2, cache=tmp_path / "cache", tmp=tmp_path)  # 120 %
-    shm = Path("/dev/shm")  # tmpfs: another filesystem
-    assert os.stat(shm).st_dev != os.stat(tmp_path).st_dev
-    smaller = min((tmp_path, shm), key=free_bytes)
-    part = int(free_bytes(smaller) * 0.6)
-    monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": part, "cache": part, "tmp": 0})
-    require_free_space(tmp_path / "artifacts", cache=shm, tmp=tmp_path)  # 60 % of each
-    with pytest.raises(GoldenError, match=f"^not enough disk space: {smaller / 'a'} has"):
-        require_free_space(smaller / "a", cache=smaller / "c", tmp=tmp_path)  # both on one: 120 %
+    other = tmp_path / "other"  # another filesystem, smaller than tmp_path's
+    other.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "none", str(other)], check=True)
+    try:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        part = int(free_bytes(other) * 0.6)
+        monkeypatch.setattr(space, "BUILD_NEEDS", {"artifacts": part, "cache": part, "tmp": 0})
+        require_free_space(tmp_path / "artifacts", cache=other, tmp=tmp_path)  # 60 % of each
+        with pytest.raises(GoldenError, match=f"^not enough disk space: {other / 'a'} has"):
+            require_free_space(other / "a", cache=other / "c", tmp=tmp_path)  # both on one: 120 %
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
 
 
 def test_a_warm_cache_needs_room_for_the_artifacts_only(tmp_path, monkeypatch):
