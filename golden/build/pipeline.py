@@ -57,9 +57,9 @@ class Stage:
 
 
 STAGES = [
-    Stage("rootfs", rootfs, "rootfs"),              # mmdebstrap: the suite, every package
-    Stage("disk", disk, "disk"),                    # GPT + ext4 from the rootfs tar, no mounts
     Stage("containers", containers, "container"),   # container images from Debian packages
+    Stage("rootfs", rootfs, "rootfs"),              # mmdebstrap: the suite, every package, the container images
+    Stage("disk", disk, "disk"),                    # GPT + ext4 from the rootfs tar, no mounts
     Stage("provision", provision),                  # Packer boots the disk, runs provision/, seals
     Stage("package", package),                      # compressed qcow2, Vagrant box, SHA256SUMS
 ]

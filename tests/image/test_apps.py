@@ -59,8 +59,10 @@ def test_bridge_network_works_for_apps_that_choose_it(host):
 
 
 def test_image_was_preloaded_not_pulled(host):
-    images = host.check_output("sudo podman images --format '{{.Repository}}:{{.Tag}}'").split()
-    assert "localhost/golden/probe:latest" in images
+    images = host.check_output("sudo podman images --format '{{.Repository}}:{{.Tag}} {{.ReadOnly}}'").splitlines()
+    # In the read-only store of preloaded images (imported at build time), not in Podman's own.
+    assert "localhost/golden/probe:latest true" in images
+    assert host.check_output("sudo podman info --format '{{.Store.GraphRoot}}'") == "/var/lib/containers/storage"
     assert host.check_output("sudo podman inspect -f '{{.ImageName}}' probe") == "localhost/golden/probe:latest"
     # The unit never pulls: Quadlet's default pull policy ("missing") found it locally.
     assert "Trying to pull" not in host.check_output("sudo journalctl -u probe -b --no-pager -o cat")

@@ -1,8 +1,10 @@
 """Stage containers: OCI images built from Debian packages at build time.
 
 Each image of the spec's `container_images` is an mmdebstrap tarball (a
-cache entry like the rootfs), imported with `podman import` during
-provisioning, so hosts made from the image never need a registry.
+cache entry like the rootfs). The rootfs stage, which comes after, imports
+each into the image's store of preloaded images (`podman import` by the
+image's own Podman, at native speed), so hosts made from the image never
+need a registry.
 """
 from __future__ import annotations
 
@@ -70,5 +72,6 @@ def run(ctx) -> None:
             ctx.spec, image, d, ctx.log, ctx.pins(lock_section(image))))
         packages = read_packages(entry, image)
         ctx.require_current(packages, f"container image {image.name}")
-        built[image.name] = {"tar": entry / f"{image.name}.tar", "section": section, "packages": packages}
+        built[image.name] = {"tar": entry / f"{image.name}.tar", "ref": image_ref(image), "section": section,
+                             "packages": packages}
     ctx.results["containers"] = built

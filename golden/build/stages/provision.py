@@ -25,15 +25,8 @@ PROVISION_STEPS = ["10-bootloader.sh", "20-configure.sh", "30-services.sh", "40-
 FACTS_PATH = "/etc/ansible/facts.d/golden.fact"
 
 
-def container_disk_serial(name: str) -> str:
-    """virtio serial (at most 20 characters) of the disk carrying a container
-    image; the guest sees it as /dev/disk/by-id/virtio-<serial>."""
-    return f"golden-{name}"[:20]
-
-
-def _qemu_args(kernel: Path, initrd: Path, root_uuid: str, serial_log: Path,
-               container_tars: dict[str, Path]) -> list[list[str]]:
-    qemuargs = [
+def _qemu_args(kernel: Path, initrd: Path, root_uuid: str, serial_log: Path) -> list[list[str]]:
+    return [
         ["-kernel", str(kernel)],
         ["-initrd", str(initrd)],
         ["-append", f"root=UUID={root_uuid} rw console=ttyS0,115200"],
@@ -42,21 +35,12 @@ def _qemu_args(kernel: Path, initrd: Path, root_uuid: str, serial_log: Path,
         ["-serial", f"file:{serial_log}"],
         ["-display", "none"],
     ]
-    # Container images reach the build VM as read-only disks, not over SSH:
-    # large uploads through QEMU's user network stalled now and then.
-    for name, tar in container_tars.items():
-        node = f"ctr-{name}"
-        qemuargs += [
-            ["-blockdev", f"driver=raw,node-name={node},read-only=on,file.driver=file,file.filename={tar}"],
-            ["-device", f"virtio-blk-pci,drive={node},serial={container_disk_serial(name)}"],
-        ]
-    return qemuargs
 
 
 def packer_template(spec: ImageSpec, *, disk: Path, kernel: Path, initrd: Path, root_uuid: str,
                     accelerator: str, output_dir: Path, files_dir: Path, steps_dir: Path, ssh_key: Path,
-                    serial_log: Path, facts_out: Path, container_tars: dict[str, Path] | None = None) -> dict:
-    qemuargs = _qemu_args(kernel, initrd, root_uuid, serial_log, container_tars or {})
+                    serial_log: Path, facts_out: Path) -> dict:
+    qemuargs = _qemu_args(kernel, initrd, root_uuid, serial_log)
     return {
         "builders": [{
             "type": "qemu",
@@ -139,8 +123,7 @@ def run(ctx) -> None:
         root_uuid=(disk_dir / "root-uuid").read_text().strip(), accelerator=ctx.accelerator,
         output_dir=work / "out", files_dir=work / "files", steps_dir=render_steps(ctx.spec, PROVISION_STEPS,
                                                                                    work / "steps"),
-        ssh_key=ctx.login_key[0], serial_log=serial_log, facts_out=work / "facts.json",
-        container_tars={name: c["tar"] for name, c in ctx.results.get("containers", {}).items()})
+        ssh_key=ctx.login_key[0], serial_log=serial_log, facts_out=work / "facts.json")
     try:
         run_packer(write_template(template, work / "packer.json"), ctx.log)
     finally:

@@ -6,6 +6,7 @@ and initrd of the first (direct kernel) boot.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from golden.build import mmdebstrap
@@ -15,9 +16,11 @@ from golden.spec import ImageSpec
 from golden.vm.runner import BuildLog
 
 CUSTOMIZE_HOOK = PROVISION_DIR / "rootfs" / "customize.sh"
+# The spec's container images, imported by the image's own Podman in the chroot.
+IMPORT_HOOK = PROVISION_DIR / "rootfs" / "import-images.sh"
 # initramfs-tools settings, in place before the kernel's package makes its initramfs.
 INITRAMFS_CONFIG = PROVISION_DIR / "rootfs" / "initramfs-tools"
-FILES = ["provision/rootfs/customize.sh", "provision/rootfs/initramfs-tools"]  # read by the code (pipeline.code_digest)
+FILES = ["provision/rootfs/customize.sh", "provision/rootfs/import-images.sh", "provision/rootfs/initramfs-tools"]  # read by the code (pipeline.code_digest)
 SECTION = "rootfs"  # of the lock
 # The base every image needs to boot, log in and be provisioned.
 # GRUB for both firmwares: grub-efi-amd64 with Debian's signed GRUB and shim
@@ -54,24 +57,30 @@ def all_packages(spec: ImageSpec) -> list[str]:
 
 
 def mmdebstrap_command(spec: ImageSpec, out_dir: Path, login_pubkey: Path, package_args: list[str],
-                       mirrors: list[str], dpkg_options: list[str] = DPKG_OPTIONS) -> list[str]:
+                       mirrors: list[str], dpkg_options: list[str] = DPKG_OPTIONS,
+                       images: dict[str, Path] | None = None) -> list[str]:
+    """images: {reference: tarball} of the container images to preload."""
+    imports = [f'--customize-hook=sh {IMPORT_HOOK} "$1" ' +
+               " ".join(shlex.quote(str(a)) for ref, tar in images.items() for a in (ref, tar))] if images else []
     return mmdebstrap.command(
         spec, variant=spec.base.variant, packages=all_packages(spec), target=out_dir / "rootfs.tar",
         packages_file=out_dir / "packages.tsv", package_args=package_args, mirrors=mirrors,
         dpkg_options=dpkg_options,
         hooks=[f'--setup-hook=mkdir -p "$1/etc/initramfs-tools" && '
                f'cp -R --no-preserve=ownership {INITRAMFS_CONFIG}/. "$1/etc/initramfs-tools/"',
-               f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}',
+               f'--customize-hook=sh {CUSTOMIZE_HOOK} "$1" {login_pubkey}', *imports,
                f'--customize-hook=cp -L "$1/vmlinuz" {out_dir}/vmlinuz',
                f'--customize-hook=cp -L "$1/initrd.img" {out_dir}/initrd.img'])
 
 
 def build_rootfs(spec: ImageSpec, out_dir: Path, login_pubkey: Path, log: BuildLog,
-                 pins: dict[str, str] | None = None) -> None:
-    """pins: the lock's versions (None: the archives' current ones)."""
+                 pins: dict[str, str] | None = None, images: dict[str, Path] | None = None) -> None:
+    """pins: the lock's versions (None: the archives' current ones); images:
+    {reference: tarball} of the container images to preload."""
     out_dir.mkdir(parents=True, exist_ok=True)
     mmdebstrap.run(spec, SECTION, all_packages(spec), pins, log,
-                   lambda args, mirrors: mmdebstrap_command(spec, out_dir, login_pubkey, args, mirrors),
+                   lambda args, mirrors: mmdebstrap_command(spec, out_dir, login_pubkey, args, mirrors,
+                                                            images=images),
                    out_dir / "packages.tsv")
 
 
@@ -80,14 +89,18 @@ def read_packages(out_dir: Path) -> dict[str, str]:
 
 
 def entries(ctx) -> dict[str, dict]:
-    """The cache entry this stage uses, and everything it reads."""
-    return {SECTION: dict(base=ctx.spec.base, packages=all_packages(ctx.spec), tool=mmdebstrap.version(),
-                          pins=ctx.pins(SECTION), archive=ctx.archive_digest(),
-                          login_key=hash_files([ctx.login_key[1]]))}
+    """The cache entry this stage uses, and everything it reads (the
+    container images it preloads: their entries' keys)."""
+    inputs = dict(base=ctx.spec.base, packages=all_packages(ctx.spec), tool=mmdebstrap.version(),
+                  pins=ctx.pins(SECTION), archive=ctx.archive_digest(), login_key=hash_files([ctx.login_key[1]]))
+    if ctx.spec.container_images:
+        inputs["container_images"] = sorted(ctx.keys["containers"].items())
+    return {SECTION: inputs}
 
 
 def run(ctx) -> None:
+    images = {c["ref"]: c["tar"] for c in ctx.results.get("containers", {}).values()}
     entry = ctx.cached("rootfs", SECTION, lambda d: build_rootfs(ctx.spec, d, ctx.login_key[1], ctx.log,
-                                                                  ctx.pins(SECTION)))
+                                                                  ctx.pins(SECTION), images))
     ctx.require_current(read_packages(entry), SECTION)
     ctx.results["rootfs"] = entry

@@ -20,13 +20,13 @@ def template(tmp_path, write_spec):
     (tmp_path / "files").mkdir()
     render_steps(spec, PROVISION_STEPS, tmp_path / "steps")
 
-    def make(accelerator="tcg", container_tars=None):
+    def make(accelerator="tcg"):
         return packer_template(spec, disk=tmp_path / "disk.qcow2", kernel=tmp_path / "vmlinuz",
                                initrd=tmp_path / "initrd.img", root_uuid="0c8e3f5e-5d3a-4e0e-9a3b-1f2e3d4c5b6a",
                                accelerator=accelerator, output_dir=tmp_path / "out",
                                files_dir=tmp_path / "files", steps_dir=tmp_path / "steps",
                                ssh_key=tmp_path / "key", serial_log=tmp_path / "serial.log",
-                               facts_out=tmp_path / "facts.json", container_tars=container_tars)
+                               facts_out=tmp_path / "facts.json")
     return make
 
 
@@ -69,20 +69,6 @@ def test_first_boot_is_direct_kernel_boot_of_the_root_uuid(template, tmp_path):
     assert args["-kernel"] == str(tmp_path / "vmlinuz")
     assert args["-initrd"] == str(tmp_path / "initrd.img")
     assert "root=UUID=0c8e3f5e-5d3a-4e0e-9a3b-1f2e3d4c5b6a" in args["-append"].split()
-
-
-def test_container_images_attached_as_read_only_disks(template, tmp_path):
-    tar = tmp_path / "probe.tar"
-    tar.write_bytes(b"\0" * 10240)
-    t = template(container_tars={"probe": tar})
-    args = t["builders"][0]["qemuargs"]
-    blockdevs = [a[1] for a in args if a[0] == "-blockdev"]
-    assert blockdevs == [f"driver=raw,node-name=ctr-probe,read-only=on,file.driver=file,file.filename={tar}"]
-    assert ["-device", "virtio-blk-pci,drive=ctr-probe,serial=golden-probe"] in args
-    assert ["-device", "virtio-net,netdev=user.0"] in args  # the network device is still there
-    proc = packer_validate(write_template(t, tmp_path / "packer.json"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not any(a[0] == "-blockdev" for a in template()["builders"][0]["qemuargs"])
 
 
 def test_accelerator_is_passed_through(template):
