@@ -75,8 +75,8 @@ def prune_packages(specs, say=print) -> list[Path]:
     cache has them all) and the local repositories made of the cache (the
     next offline build makes its own again). Not after a build: a second
     worktree sharing the cache may pin older versions."""
-    from golden.build.lock import lock_path, read_lock
-    wanted = {(package, version.replace(":", "%3a"))  # apt writes an epoch's ':' as %3a
+    from golden.build.lock import deb_file_version, lock_path, read_lock
+    wanted = {(package, deb_file_version(version))
               for spec in specs for section in (read_lock(lock_path(spec)) or {}).values()
               for package, version in section.items()}
     debs = cache_dir() / "debs"
@@ -92,7 +92,7 @@ def prune_packages(specs, say=print) -> list[Path]:
             _remove(path)
         if stale:
             say(f"removed {suite}" if stale == [suite] else
-                f"removed {len(stale)} packages no lock pins from {suite} ({freed / 1e6:.1f} MB)")
+                f"removed {len(stale)} package{'s' if len(stale) != 1 else ''} no lock pins from {suite} ({freed / 1e6:.1f} MB)")
         removed += stale
     return removed
 

@@ -146,9 +146,15 @@ def is_offline(mirrors: list[str]) -> bool:
     return mirrors[0].startswith(OFFLINE_SOURCE)
 
 
+def deb_file_version(version: str) -> str:
+    """A version as the package cache's file names write it (apt writes an
+    epoch's ':' as %3a)."""
+    return version.replace(":", "%3a")
+
+
 def cached_deb(suite: str, package: str, version: str) -> Path | None:
-    """The package cache's .deb of that version (apt writes an epoch's ':' as %3a)."""
-    matches = sorted(debs_dir(suite).glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+    """The package cache's .deb of that version."""
+    matches = sorted(debs_dir(suite).glob(f"{package}_{deb_file_version(version)}_*.deb"))
     return matches[0] if matches else None
 
 
