@@ -28,7 +28,7 @@ from golden.publish.release import verify
 from golden import settings
 from golden.errors import GoldenError
 from golden.vm.libvirt import LibvirtSession, daemon_answers, delete_volumes, open_session, stop_private_libvirt
-from golden.vm.vagrant import vagrant_env
+from golden.vm.vagrant import vagrant_command, vagrant_env
 from golden.paths import REPO, VAGRANT_DIR
 from golden.publish.repository import open_repository
 from golden.vm.runner import BuildLog
@@ -152,7 +152,7 @@ def lab_up(artifacts: Path, lab_file: Path = LAB_FILE, echo=sys.stdout) -> None:
     session = LibvirtSession(state["netns"])
     with log.stage(f"vagrant up ({', '.join(m.name for m in machines)}; catalog {_url(catalog_base(artifacts))})"):
         try:
-            log.run(session.wrap(["vagrant", "up", "--provider", "libvirt"]), cwd=VAGRANT_DIR,
+            log.run(session.wrap(vagrant_command("up", "--provider", "libvirt")), cwd=VAGRANT_DIR,
                     env=_vagrant_env(base, lab_file, versions))
         except GoldenError as exc:
             raise LabError(f"{exc}\n  the lab is partly up: ./inv lab.down removes it") from None
@@ -186,7 +186,7 @@ def lab_down(artifacts: Path, echo=sys.stdout) -> None:
     try:
         with log.stage("vagrant destroy"):
             if daemon_answers(session):
-                log.run(session.wrap(["vagrant", "destroy", "--force"]), cwd=VAGRANT_DIR,
+                log.run(session.wrap(vagrant_command("destroy", "--force")), cwd=VAGRANT_DIR,
                         env=_vagrant_env(_catalog(state, artifacts), _lab_file(state), state.get("versions")))
                 delete_volumes("golden-VAGRANTSLASH-", session, log)
     finally:

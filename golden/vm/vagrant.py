@@ -36,6 +36,12 @@ def wait_shut_off_shell(domains: str, seconds: int) -> str:
             f"done")
 
 
+def vagrant_command(*args: str) -> list[str]:
+    """A vagrant command whose output goes to a log: --no-tty drops the
+    progress meters (thousands of carriage-return lines per box upload)."""
+    return ["vagrant", "--no-tty", *args]
+
+
 def vagrant_env(dotfile_dir: Path, serial_dir: Path, **golden: str) -> dict:
     """The environment of every vagrant command: vagrant/Vagrantfile, libvirt,
     no colour or update checks, the GOLDEN_* settings the Vagrantfile reads."""
@@ -58,7 +64,7 @@ class VagrantVMs:
 
     def _vagrant(self, *args: str, firmware: str = "bios") -> None:
         env = dict(self.env, GOLDEN_FIRMWARE=firmware)
-        self.log.run(self.session.wrap(["vagrant", *args]), cwd=VAGRANT_DIR, env=env)
+        self.log.run(self.session.wrap(vagrant_command(*args)), cwd=VAGRANT_DIR, env=env)
 
     def add_box(self) -> None:
         self._vagrant("box", "add", "--force", "--name", self.box_name, str(self.box_file))
@@ -78,11 +84,11 @@ class VagrantVMs:
                  # The guest's sshd can go before the exit status of its poweroff
                  # reaches Vagrant, which then fails (SSHNoExitStatus) though the
                  # machine stops: what counts is that every domain is shut off.
-                 'vagrant halt || echo "$(date -u +%T) restart: vagrant halt failed; the machines must stop all '
-                 'the same"',
+                 f'{shlex.join(vagrant_command("halt"))} || echo "$(date -u +%T) restart: vagrant halt failed; '
+                 'the machines must stop all the same"',
                  wait_shut_off_shell(domains, HALT_SECONDS),
                  f'echo "$(date -u +%T) restart: vagrant up by "{shlex.quote(firmware)}',
-                 f"GOLDEN_FIRMWARE={shlex.quote(firmware)} vagrant up --provider libvirt",
+                 f"GOLDEN_FIRMWARE={shlex.quote(firmware)} {shlex.join(vagrant_command('up', '--provider', 'libvirt'))}",
                  'echo "$(date -u +%T) restart: up"']
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o700)

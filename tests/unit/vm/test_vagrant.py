@@ -61,8 +61,9 @@ def test_restart_script_keeps_hostile_values_as_data(tmp_path):
                            capture_output=True, text=True)
     assert shown.stdout == "1024'; touch pwned; '"
     assert not (tmp_path / "pwned").exists()
-    assert "\nvagrant halt || " in script
-    assert script.index("vagrant halt") < script.index("domstate") < script.index("GOLDEN_FIRMWARE=uefi vagrant up")
+    assert "\nvagrant --no-tty halt || " in script
+    assert script.index("vagrant --no-tty halt") < script.index("domstate") \
+        < script.index("GOLDEN_FIRMWARE=uefi vagrant --no-tty up --provider libvirt")
 
 
 def test_restart_script_exports_only_vagrants_and_goldens_settings(tmp_path):
@@ -77,6 +78,21 @@ def test_restart_script_exports_only_vagrants_and_goldens_settings(tmp_path):
     assert not {"BASH_FUNC_vagrant%%", "GOLDEN_X;touch pwned", "LD_PRELOAD"} & set(exported)
     assert "pwned" not in script and "evil" not in script
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
+
+def test_adding_a_box_writes_no_progress_meter_into_the_log(tmp_path, monkeypatch):
+    """vagrant box add (a real, tiny box) logs what it did, not a meter of
+    carriage-return lines (an image's box wrote thousands into test.log)."""
+    from golden.build.stages.package import make_box
+    disk = tmp_path / "box.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "1M"], check=True)
+    make_box(disk, 2**20, tmp_path / "x.box")
+    monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "home"))
+    vms = _vms_without_libvirt(tmp_path)
+    vms.add_box()
+    log = (tmp_path / "log").read_text()
+    assert "Successfully added box 'golden-web-1'" in log
+    assert "Progress:" not in log and "\r" not in log
 
 
 @pytest.fixture
