@@ -17,7 +17,7 @@ from pathlib import Path
 from golden.build.manifest import read_manifest, record_test
 from golden.publish.catalog import write_local_catalog
 from golden.verify.beside import BackgroundRun, running_beside
-from golden.verify.junit import Counts, junit_counts, pytest_command, run_pytest
+from golden.verify.junit import Counts, junit_counts, merge_junit, pytest_command, run_pytest
 from golden.vm.libvirt import libvirt_session
 from golden.vm.runner import BuildLog
 from golden.vm.vagrant import VagrantVMs
@@ -73,15 +73,37 @@ def _vagrant_part(artifact: Path, manifest: dict, manifest_path: Path, report: P
             ssh_config = vms.write_ssh_config(work / "ssh-config")
             # The first boot is by BIOS; the reboot test restarts the VM by UEFI with Secure Boot.
             restart = vms.write_restart_script(work / "restart-by-uefi", "uefi")
-            with log.stage("tests/image"):
-                rc = run_pytest("image", report, f"--hosts=paramiko://{machine}", f"--ssh-config={ssh_config}",
-                                f"--golden-manifest={manifest_path}", f"--golden-restart={restart}",
-                                wrap=session.wrap)
+            # Nothing runs beside a test-only image's VM: its idle time is the
+            # tests' SSH round trips, which a second test file fills.
+            rc = run_in_two_passes("image", report, work, 2 if manifest.get("test_only") else 1, log,
+                                   f"--hosts=paramiko://{machine}", f"--ssh-config={ssh_config}",
+                                   f"--golden-manifest={manifest_path}", f"--golden-restart={restart}",
+                                   wrap=session.wrap)
         finally:
             with log.stage("destroy"):
                 vms.destroy()
     _write_work_logs(work, log)
     return rc
+
+
+def run_in_two_passes(tests: str | Path, report: Path, work: Path, workers: int, log: BuildLog, *options: str,
+                      wrap=lambda cmd: cmd) -> int:
+    """tests/<tests> in two passes over one VM: first the tests that leave it
+    as they found it, `workers` test files at a time, then those marked
+    `alone` (they kill a service others use, or restart the VM), one after
+    another. Both passes always run; report gets both. The exit code: the
+    first non-zero of the two."""
+    shared, alone = work / "tests-shared.xml", work / "tests-alone.xml"
+    at_a_time = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+    name = f"tests/{Path(tests).name}"
+    try:
+        with log.stage(f"{name}, {workers} file{'s' if workers > 1 else ''} at a time"):
+            rc_shared = run_pytest(tests, shared, "-m", "not alone", *at_a_time, *options, wrap=wrap)
+        with log.stage(f"{name} marked alone"):
+            rc_alone = run_pytest(tests, alone, "-m", "alone", *options, wrap=wrap)
+    finally:
+        merge_junit([shared, alone], report)
+    return rc_shared or rc_alone
 
 
 def _write_work_logs(work: Path, log: BuildLog) -> None:

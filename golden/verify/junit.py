@@ -10,13 +10,13 @@ from pathlib import Path
 from golden.paths import REPO
 
 
-def pytest_command(tests: str, report: Path, *options: str) -> list[str]:
-    """pytest on tests/<tests>, writing a JUnit report (xunit1: counts per suite)."""
+def pytest_command(tests: str | Path, report: Path, *options: str) -> list[str]:
+    """pytest on tests/<tests> (or on a directory given by its absolute path), writing a JUnit report (xunit1: counts per suite)."""
     return [sys.executable, "-m", "pytest", str(REPO / "tests" / tests), "-p", "no:cacheprovider",
             f"--junitxml={report}", "-o", "junit_family=xunit1", *options]
 
 
-def run_pytest(tests: str, report: Path, *options: str, wrap=lambda cmd: cmd) -> int:
+def run_pytest(tests: str | Path, report: Path, *options: str, wrap=lambda cmd: cmd) -> int:
     """Runs pytest_command (wrap: e.g. into a network namespace); returns its exit code."""
     return subprocess.run(wrap(pytest_command(tests, report, *options)), cwd=REPO).returncode
 
@@ -46,6 +46,20 @@ def junit_counts(report: Path) -> Counts:
         counts += Counts(int(s.get("tests", 0)), int(s.get("failures", 0)) + int(s.get("errors", 0)),
                          int(s.get("skipped", 0)))
     return counts
+
+
+def merge_junit(reports: list[Path], into: Path) -> None:
+    """One JUnit report of several pytest runs: their suites side by side.
+    Reports that are missing add nothing; with none, nothing is written."""
+    suites = []
+    for report in reports:
+        if report.is_file():
+            root = ET.parse(report).getroot()
+            suites += [root] if root.tag == "testsuite" else root.findall("testsuite")
+    if suites:
+        merged = ET.Element("testsuites")
+        merged.extend(suites)
+        ET.ElementTree(merged).write(into, encoding="utf-8", xml_declaration=True)
 
 
 def seconds_by_test_file(reports: list[Path]) -> dict[str, float]:

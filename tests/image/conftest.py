@@ -2,9 +2,12 @@
 
 The suite runs on --hosts, a VM on its first boot from the box. The built
 artifact's manifest from --golden-manifest tells what the image promises.
-Tests marked `reboot` run last: they restart the VM (with --golden-restart,
-as ./inv test runs them: halted, then started by UEFI with Secure Boot, after
-a first boot by BIOS). Tests marked `fixtures`
+./inv test runs it in two passes: `-m "not alone"`, on a test-only image two
+test files at a time, then `-m alone`: the tests that disturb what others
+use (they kill a service, or restart the VM), one after another. Tests
+marked `reboot` (and `alone`) run last: they restart the VM (with
+--golden-restart, as ./inv test runs them: halted, then started by UEFI with
+Secure Boot, after a first boot by BIOS). Tests marked `fixtures`
 need the test-only apps, sites and auth provider of tests/images: they run
 on those images only (a product image has none of them, which
 test_product.py asserts).
@@ -28,6 +31,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "alone: disturbs what other tests use (kills a service, restarts the VM); "
+                                       "./inv test runs these after the others, one at a time")
     config.addinivalue_line("markers", "reboot: reboots the VM; runs after every other test")
     config.addinivalue_line("markers", "fixtures: needs the fixtures of a test-only image (tests/images)")
 

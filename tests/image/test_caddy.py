@@ -90,6 +90,7 @@ def test_reload_through_the_unix_admin_socket(host, backend):
     assert "load" in log
 
 
+@pytest.mark.alone  # the other tests use it
 def test_comes_back_after_kill(host):
     before = main_pid(host, UNIT)
     assert before > 0

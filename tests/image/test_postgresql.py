@@ -62,6 +62,7 @@ def test_outsider(host, outsider, policy):
             assert "password" in r.stderr
 
 
+@pytest.mark.alone  # the other tests use it
 def test_comes_back_after_kill(host):
     before = main_pid(host, UNIT)
     assert before > 0

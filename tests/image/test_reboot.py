@@ -3,13 +3,12 @@ import pytest
 
 from conftest import VALKEY_CLI, as_app, latest_probe_line, reboot, wait_until
 
+pytestmark = [pytest.mark.reboot, pytest.mark.alone]  # the VM restarts: nothing else may run meanwhile
+
 CLI = VALKEY_CLI
-
-
 PSQL = "sudo -u postgres psql -X -q -v ON_ERROR_STOP=1 -tAc"
 
 
-@pytest.mark.reboot
 def test_services_and_data_survive_reboot(host, manifest, request):
     host.run_test(f'{PSQL} "CREATE TABLE before_reboot (v text); INSERT INTO before_reboot VALUES (\'kept\')"')
     credentials = host.check_output("sudo cat /etc/golden/credentials/gitea.env") if manifest["test_only"] else ""
@@ -28,7 +27,6 @@ def test_services_and_data_survive_reboot(host, manifest, request):
         assert host.check_output("sudo cat /etc/golden/credentials/gitea.env") == credentials
 
 
-@pytest.mark.reboot
 def test_rebooted_by_uefi_with_secure_boot_enforced(host, request):
     """./inv test starts the VM again by UEFI (OVMF, Microsoft's keys) after
     its first boot by BIOS: the same disk boots both ways, Secure Boot on."""
@@ -42,7 +40,6 @@ def test_rebooted_by_uefi_with_secure_boot_enforced(host, request):
     assert "[integrity]" in host.file("/sys/kernel/security/lockdown").content_string
 
 
-@pytest.mark.reboot
 @pytest.mark.fixtures
 def test_application_service_back_after_reboot(host):
     # The previous test rebooted this VM.

@@ -81,6 +81,7 @@ def test_outsider(host, outsider, policy):
             assert "NOAUTH" in r.stdout or "WRONGPASS" in r.stderr
 
 
+@pytest.mark.alone  # the other tests use it
 def test_comes_back_after_kill(host):
     before = main_pid(host, UNIT)
     assert before > 0
