@@ -177,3 +177,6 @@ def test_clean_removes_the_packages_no_lock_pins(tmp_path, monkeypatch):
     said.clear()
     clean([], 1, specs, say=said.append)  # nothing left to remove
     assert said == [] and sorted(p.name for p in debs.iterdir()) == sorted(pinned + ["lock", "partial"])
+    (debs / stale[2]).write_bytes(b"deb")
+    clean([], 1, specs, say=said.append)
+    assert said == [f"removed 1 package no lock pins from {debs} (0.0 MB)"]
