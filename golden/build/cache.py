@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from golden import settings
+from golden.build.slots import slot_given_up
 from golden.paths import REPO
 
 
@@ -110,7 +111,11 @@ def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force:
     final = cache_dir() / kind / key
     final.parent.mkdir(parents=True, exist_ok=True)
     with (cache_dir() / ".locks" / f"{kind}-{key}").open("w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another build is making it
+            with slot_given_up():
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
         return _cached_stage(final, kind, key, build, log, force)
 
 

@@ -72,9 +72,9 @@ def clean(image_dirs: list[Path], keep: int, specs, whole_cache: bool = False, s
 def prune_packages(specs, say=print) -> list[Path]:
     """Removes the package cache's .deb files of versions no lock of specs
     pins (a lock pins the versions a locked build installs, offline when the
-    cache has them all) and the local repositories made of the cache (the
-    next offline build makes its own again). Not after a build: a second
-    worktree sharing the cache may pin older versions."""
+    cache has them all) and the local repositories that earlier versions of
+    golden kept beside it (each run now makes its own). Not after a build: a
+    second worktree sharing the cache may pin older versions."""
     from golden.build.lock import deb_file_version, lock_path, read_lock
     wanted = {(package, deb_file_version(version))
               for spec in specs for section in (read_lock(lock_path(spec)) or {}).values()

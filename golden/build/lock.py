@@ -27,6 +27,7 @@ written next to hard links of the .deb files) instead of the mirror.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -135,7 +136,7 @@ def mmdebstrap_args(base, pins: dict[str, str] | None, work: Path,
                  f"--essential-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\n' > {work}/essential.txt",
                  f'--customize-hook=sh {MARK_AUTO_HOOK} "$1" {work}',
                  f'--customize-hook=rm -f "$1"{PREFERENCES}']
-        repo = local_repository(base.suite, pins)
+        repo = local_repository(base.suite, pins, work / "package-cache")
         if repo:
             return args + [f"--hook-dir={FILE_MIRROR_HOOKS}"], [f"{OFFLINE_SOURCE}{repo} ./"]
     return args, mirrors
@@ -158,8 +159,9 @@ def cached_deb(suite: str, package: str, version: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def local_repository(suite: str, pins: dict[str, str]) -> Path | None:
-    """A flat apt repository of the package cache, if it has every pinned
+def local_repository(suite: str, pins: dict[str, str], repo: Path) -> Path | None:
+    """A flat apt repository of the package cache, made at repo (a run's
+    own: parallel builds each make theirs), if the cache has every pinned
     version (else None: the mirror is needed)."""
     debs = debs_dir(suite)
     fields = {}
@@ -170,24 +172,28 @@ def local_repository(suite: str, pins: dict[str, str]) -> Path | None:
     have = {(_field(f, "Package"), _field(f, "Version")) for f in fields.values()}
     if not set(pins.items()) <= have:
         return None
-    repo = debs.with_name(f"{suite}-repo")
-    tmp = debs.with_name(f"{suite}-repo.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    repo.mkdir(parents=True)
     entries = []
     for deb, control in fields.items():
-        os.link(deb, tmp / deb.name)
+        _link_or_copy(deb, repo / deb.name)
         entries.append(f"{control}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\n"
                        f"SHA256: {sha256_file(deb)}\n")
     packages = "\n".join(entries).encode()
-    (tmp / "Packages").write_bytes(packages)
+    (repo / "Packages").write_bytes(packages)
     # mmdebstrap picks the essential packages of the suite named here.
-    (tmp / "Release").write_text(f"Origin: golden\nLabel: golden package cache\nSuite: {suite}\nCodename: {suite}\n"
-                                 f"Architectures: amd64 all\nSHA256:\n {hashlib.sha256(packages).hexdigest()} "
-                                 f"{len(packages)} Packages\n")
-    shutil.rmtree(repo, ignore_errors=True)
-    tmp.rename(repo)
+    (repo / "Release").write_text(f"Origin: golden\nLabel: golden package cache\nSuite: {suite}\nCodename: {suite}\n"
+                                  f"Architectures: amd64 all\nSHA256:\n {hashlib.sha256(packages).hexdigest()} "
+                                  f"{len(packages)} Packages\n")
     return repo
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another file system (a cache elsewhere than /tmp): a copy
+            raise
+        shutil.copyfile(src, dest)
 
 
 def _field(control: str, name: str) -> str:

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from golden.build.archive import ArchiveState, fetch_state, pockets
 from golden.build.cache import alias, cache_dir, cached_stage, hash_files, sha256_file, stage_key, use_cache
 from golden.build.freshness import Plan, check_current, plan_build
 from golden.build.manifest import read_manifest, version_dirs, write_manifest
+from golden.build.slots import in_a_slot
 from golden.build.space import give_back_space, require_free_space
 from golden.build.stages import containers, disk, package, provision, rootfs
 from golden.errors import GoldenError
@@ -40,7 +42,7 @@ from golden.paths import REPO
 from golden.spec import ImageSpec, is_test_spec, select_specs, spec_warnings
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
-from golden.vm.runner import BuildLog, stop_all_running
+from golden.vm.runner import BuildLog, refuse_after_interrupt, stop_all_running
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,9 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     if len(pending) > 1:
         require_free_space(artifacts, builds=min(jobs, len(pending)),
                            warm=not force and all(_cache_holds(spec) for spec in pending))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {spec.name: pool.submit(build_image, spec, artifacts, force=force, echo=echo,
+    slots = threading.Semaphore(jobs)  # a build waiting for another's stage gives its slot up meanwhile
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        futures = {spec.name: pool.submit(_build_in_a_slot, slots, spec, artifacts, force=force, echo=echo,
                                           label=f"{spec.name}: ", locked=locked) for spec in specs}
         try:
             wait(futures.values())
@@ -209,6 +212,12 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     built = [f.result() for f in futures.values()]
     _give_back_space(specs, built, artifacts, echo)
     return built
+
+
+def _build_in_a_slot(slots: threading.Semaphore, spec: ImageSpec, *args, **kwargs) -> Path:
+    with in_a_slot(slots):
+        refuse_after_interrupt(spec.name)  # builds still waiting for a slot when the run was stopped
+        return build_image(spec, *args, **kwargs)
 
 
 def _give_back_space(specs: list[ImageSpec], built: list[Path], artifacts: Path, echo) -> None:

@@ -47,7 +47,7 @@ class BuildLog:
     def run(self, cmd: list, cwd=None, env=None, input: str | None = None, tail: int = 15) -> None:
         """Runs cmd with stdout+stderr appended to the log; on failure raises
         GoldenError with the last lines of its output."""
-        _refuse_after_interrupt(cmd)
+        refuse_after_interrupt(Path(str(cmd[0])).name)
         self.write(f"$ {shlex.join(str(c) for c in cmd)}" + (f" <<EOF\n{input}EOF" if input else ""))
         start = time.monotonic()
         with self.path.open("a") as f:
@@ -55,7 +55,7 @@ class BuildLog:
             # Its own process group: an interrupt stops the tool and everything it
             # started (Packer's plugins, QEMU), not just the tool itself.
             with _RUNNING_LOCK:  # started under the lock: stop_all_running sees every tool
-                _refuse_after_interrupt(cmd)
+                refuse_after_interrupt(Path(str(cmd[0])).name)
                 proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True,
                                         stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
                                         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
@@ -85,9 +85,10 @@ _RUNNING_LOCK = threading.Lock()
 _STOPPING = threading.Event()  # set by an interrupt: this process starts no new tool
 
 
-def _refuse_after_interrupt(cmd: list) -> None:
+def refuse_after_interrupt(what: str) -> None:
+    """Raises once stop_all_running was called: what (a tool, a build) does not start."""
     if _STOPPING.is_set():
-        raise GoldenError(f"interrupted: {Path(str(cmd[0])).name} not started")
+        raise GoldenError(f"interrupted: {what} not started")
 
 
 def stop_all_running() -> None:

@@ -102,6 +102,52 @@ def test_parallel_builds_share_an_entry_built_once(cache):
     assert results == [cache / "rootfs" / "shared"] * 2
 
 
+def test_a_build_waiting_for_anothers_entry_gives_its_slot_to_a_third(cache):
+    """Two slots, three builds: A makes an entry, B needs the same one and
+    waits, C has work of its own. C runs while A is still building (B gave
+    its slot up); B then takes a slot again before it goes on."""
+    import threading
+    from golden.build.slots import in_a_slot
+    slots = threading.Semaphore(2)
+    a_building, b_in_slot, c_ran, b_back = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def make(d):
+        a_building.set()
+        seen["c ran while a built"] = c_ran.wait(20)
+        (d / "rootfs.tar").write_bytes(b"tar")
+
+    def a():
+        with in_a_slot(slots):
+            cached_stage("rootfs", "shared", make, Log())
+
+    def b():
+        a_building.wait(20)
+        with in_a_slot(slots):  # both slots are taken now
+            b_in_slot.set()
+            cached_stage("rootfs", "shared", make, Log())
+            free = slots.acquire(blocking=False)
+            if free:
+                slots.release()
+            seen["b holds a slot again"] = not free  # C holds the other
+            b_back.set()
+
+    def c():
+        b_in_slot.wait(20)
+        with in_a_slot(slots):
+            c_ran.set()
+            b_back.wait(20)
+
+    threads = [threading.Thread(target=f) for f in (a, b, c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == {"c ran while a built": True, "b holds a slot again": True}
+    assert slots.acquire(blocking=False) and slots.acquire(blocking=False)  # both free again
+    assert not slots.acquire(blocking=False)
+
+
 def test_a_cache_hit_is_a_use(tmp_path, monkeypatch):
     """Pruning down to a size goes by last use: a hit renews the entry's time."""
     monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))

@@ -105,42 +105,42 @@ def test_unreachable_archives_and_no_lock_fail_in_one_line_before_anything(tmp_p
 
 
 def test_an_interrupt_stops_the_running_builds_and_starts_no_queued_one(tmp_path, write_spec):
-    """./inv build --all -j 2 stopped while two builds are in their rootfs
-    stage (real mmdebstrap), as soon as its chroot has a mount: nothing is
-    left mounted (also when the interrupt lands inside mmdebstrap's own
-    setup_mounts, which then unmounts nothing), the build waiting for the
-    same stage starts none, the third never starts."""
+    """./inv build --all -j 2 with four images, one and three sharing their
+    rootfs: one runs mmdebstrap, three waits for it and gives its slot up, so
+    two runs its own beside it; zulu waits for a slot. Stopped once both
+    chroots have a mount: nothing is left mounted (also when the interrupt
+    lands inside mmdebstrap's own setup_mounts, which then unmounts nothing),
+    three runs no mmdebstrap of its own, zulu never starts."""
     import os
     import signal
     import subprocess
     import sys
     import time
     from conftest import REPO
-    for name in ("one", "two", "three"):
-        write_spec(name, f"name: {name}\nhostname: {name}\nbase: {{suite: trixie}}\npackages: [postgresql]\n")
+    for name, package in (("one", "postgresql"), ("three", "postgresql"), ("two", "valkey-server"),
+                          ("zulu", "caddy")):
+        write_spec(name, f"name: {name}\nhostname: {name}\nbase: {{suite: trixie}}\npackages: [{package}]\n")
     artifacts = tmp_path / "artifacts"
     code = ("import sys; from golden.spec import select_specs; from golden.build.pipeline import build_images\n"
             "build_images(select_specs(None), jobs=2, echo=sys.stderr)\n")
     env = dict(os.environ, GOLDEN_IMAGES=str(tmp_path / "images"),
                GOLDEN_ARTIFACTS=str(artifacts), GOLDEN_CACHE=str(tmp_path / "cache"), GOLDEN_ACCEL="tcg",
                PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # its mmdebstrap work directories: ours alone
+
+    def log(name: str) -> str:
+        return "".join(p.read_text() for p in (artifacts / name).glob(".*.partial/build.log"))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not all("==> rootfs" in "".join(p.read_text() for p in (artifacts / n).glob(".*.partial/build.log"))
-                      for n in ("one", "three")):
-            assert time.monotonic() < deadline and proc.poll() is None, "the two builds did not start"
+        deadline = time.monotonic() + 180
+        while not all("\n$ mmdebstrap " in log(n) for n in ("one", "two")) or len(
+                {m.parts[len(tmp_path.parts)] for m in mounts_under(tmp_path)}) < 2:  # both chroots at work
+            assert time.monotonic() < deadline and proc.poll() is None, "the two mmdebstraps did not start"
             time.sleep(0.2)
-        while not mounts_under(tmp_path):  # mmdebstrap at work in its chroot
-            assert time.monotonic() < deadline and proc.poll() is None, "mmdebstrap mounted nothing"
-            time.sleep(0.2)
+        assert "==> rootfs" in log("three")  # waiting for one's, its slot given to two
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) != 0
-        assert not (artifacts / "two").exists()  # queued: never started
-        # one and three share their rootfs: one runs mmdebstrap, three waits for it and, once
-        # interrupted, does not run its own.
-        logs = "".join(p.read_text() for n in ("one", "three") for p in (artifacts / n).glob(".*.partial/build.log"))
-        assert logs.count("\n$ mmdebstrap ") == 1
+        assert not (artifacts / "zulu").exists()  # queued: never started
+        assert (log("one") + log("three")).count("\n$ mmdebstrap ") == 1  # three, once interrupted, ran none
     finally:
         while proc.poll() is None:  # a build left running: interrupted until it ends (mmdebstrap unmounts)
             proc.send_signal(signal.SIGINT)
