@@ -83,7 +83,7 @@ def prune_packages(specs, say=print) -> list[Path]:
     suites = sorted(d for d in debs.iterdir() if d.is_dir()) if debs.is_dir() else []
     removed = []
     for suite in suites:
-        if suite.name.endswith("-repo"):
+        if "-repo" in suite.name:  # or its .tmp-<pid> left by an interrupt
             stale = [suite]
         else:
             stale = [deb for deb in sorted(suite.glob("*.deb")) if tuple(deb.name.split("_")[:2]) not in wanted]

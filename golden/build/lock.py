@@ -169,12 +169,12 @@ def local_repository(suite: str, pins: dict[str, str], repo: Path) -> Path | Non
         proc = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True)
         if proc.returncode == 0:  # a truncated .deb is skipped, never indexed
             fields[deb] = proc.stdout.rstrip("\n")
-    have = {(_field(f, "Package"), _field(f, "Version")) for f in fields.values()}
-    if not set(pins.items()) <= have:
+    pinned = {deb: f for deb, f in fields.items() if (_field(f, "Package"), _field(f, "Version")) in pins.items()}
+    if len({_field(f, "Package") for f in pinned.values()}) < len(pins):
         return None
     repo.mkdir(parents=True)
     entries = []
-    for deb, control in fields.items():
+    for deb, control in pinned.items():  # a locked run installs those alone
         _link_or_copy(deb, repo / deb.name)
         entries.append(f"{control}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\n"
                        f"SHA256: {sha256_file(deb)}\n")

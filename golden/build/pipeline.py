@@ -194,7 +194,7 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     if len(pending) > 1:
         require_free_space(artifacts, builds=min(jobs, len(pending)),
                            warm=not force and all(_cache_holds(spec) for spec in pending))
-    slots = threading.Semaphore(jobs)  # a build waiting for another's stage gives its slot up meanwhile
+    slots = threading.BoundedSemaphore(jobs)  # a build waiting for another's stage gives its slot up meanwhile
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         futures = {spec.name: pool.submit(_build_in_a_slot, slots, spec, artifacts, force=force, echo=echo,
                                           label=f"{spec.name}: ", locked=locked) for spec in specs}
@@ -214,7 +214,7 @@ def build_images(specs: list[ImageSpec], jobs: int = 1, force: bool = False, ech
     return built
 
 
-def _build_in_a_slot(slots: threading.Semaphore, spec: ImageSpec, *args, **kwargs) -> Path:
+def _build_in_a_slot(slots: threading.BoundedSemaphore, spec: ImageSpec, *args, **kwargs) -> Path:
     with in_a_slot(slots):
         refuse_after_interrupt(spec.name)  # builds still waiting for a slot when the run was stopped
         return build_image(spec, *args, **kwargs)

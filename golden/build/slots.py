@@ -8,11 +8,13 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
+from golden.vm.runner import refuse_after_interrupt
+
 _held = threading.local()  # the slots a build thread took one of
 
 
 @contextmanager
-def in_a_slot(slots: threading.Semaphore):
+def in_a_slot(slots: threading.BoundedSemaphore):
     """The calling thread's build runs in one of slots."""
     slots.acquire()
     _held.slots = slots
@@ -36,3 +38,4 @@ def slot_given_up():
         yield
     finally:
         slots.acquire()
+    refuse_after_interrupt("the rest of this build")  # the run was stopped while it waited

@@ -4,8 +4,9 @@ The suite runs on --hosts, a VM on its first boot from the box. The built
 artifact's manifest from --golden-manifest tells what the image promises.
 ./inv test runs it in two passes: `-m "not alone"`, on a test-only image two
 test files at a time, then `-m alone`: the tests that disturb what others
-use (they kill a service, or restart the VM), one after another. Tests
-marked `reboot` (and `alone`) run last: they restart the VM (with
+use (they kill or reload a service, open ports, restart the firewall or the
+VM), one after another. Tests marked `settled` run after those (they check
+the VM they left), and tests marked `reboot` last: they restart the VM (with
 --golden-restart, as ./inv test runs them: halted, then started by UEFI with
 Secure Boot, after a first boot by BIOS). Tests marked `fixtures`
 need the test-only apps, sites and auth provider of tests/images: they run
@@ -33,6 +34,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "alone: disturbs what other tests use (kills a service, restarts the VM); "
                                        "./inv test runs these after the others, one at a time")
+    config.addinivalue_line("markers", "settled: checks the VM after the tests that disturb it; runs after them, "
+                                       "before the reboot")
     config.addinivalue_line("markers", "reboot: reboots the VM; runs after every other test")
     config.addinivalue_line("markers", "fixtures: needs the fixtures of a test-only image (tests/images)")
 
@@ -44,7 +47,8 @@ def pytest_collection_modifyitems(config, items):
         deselected = [item for item in items if item.get_closest_marker("fixtures")]
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not item.get_closest_marker("fixtures")]
-    items.sort(key=lambda item: item.get_closest_marker("reboot") is not None)
+    items.sort(key=lambda item: (item.get_closest_marker("reboot") is not None,
+                                 item.get_closest_marker("settled") is not None))
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +70,8 @@ def policy(facts):
 @pytest.fixture
 def outsider(host):
     """A user outside postgres-clients and valkey-clients."""
-    host.run(f"id {OUTSIDER} || sudo useradd --system --shell /bin/sh {OUTSIDER}")
+    # Under a lock: two test files may ask at once.
+    host.run(f"sudo flock /run/golden-outsider.lock sh -c 'id {OUTSIDER} || useradd --system --shell /bin/sh {OUTSIDER}'")
     return OUTSIDER
 
 

@@ -82,6 +82,7 @@ def test_upstream_down_is_a_gateway_error(host):
 
 
 @pytest.mark.fixtures
+@pytest.mark.alone  # the sites other tests use
 def test_reload_through_the_unix_admin_socket(host, backend):
     assert host.run("sudo systemctl reload caddy").rc == 0
     assert host.service(UNIT).is_running

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import wait_until
 
+# Alone: its listeners would show in test_network's, and it restarts the firewall.
+pytestmark = pytest.mark.alone
+
 NOT_OPENED, OPENED_BY_TESTS_SPEC = 8080, 8081  # tests/images/infra-apps.yaml opens 8081/tcp
 
 

@@ -1,4 +1,5 @@
 """The base system: Debian 13, the spec's hostname, a disk that boots itself."""
+import pytest
 
 
 def test_debian_13(host):
@@ -72,6 +73,8 @@ def test_root_filesystem_in_fstab(host):
     assert host.file("/etc/fstab").contains("^UUID=[0-9a-f-]* / ext4 ")
 
 
+@pytest.mark.alone
+@pytest.mark.settled  # after the kills: each service came back, none is left failed
 def test_no_failed_units(host):
     assert host.check_output("systemctl is-system-running --wait || true") in ("running", "degraded")
     assert host.check_output("systemctl --failed --no-legend --plain") == ""

@@ -2,10 +2,11 @@
 the tests that leave the VM as they found it, two files at a time on a
 test-only image, then those marked `alone`, after every other has ended.
 Run here with real pytest processes on a small suite; and the tests of
-tests/image that kill a service or restart the VM are exactly those marked alone."""
+tests/image that disturb the others are exactly those marked alone."""
 import ast
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -104,16 +105,26 @@ def test_merge_junit_adds_what_exists_and_writes_nothing_from_nothing(tmp_path):
     assert not (tmp_path / "none.xml").exists()
 
 
+# What disturbs other tests on the same VM: a kill, a restart or reload, a
+# reboot, or a TCP listener (test_network checks that only sshd and Caddy listen).
+DISRUPTS = ("kill", "reboot(", "systemctl restart", "systemctl reload", "http.server")
+
+
 def _disruptive_tests() -> set[str]:
-    """tests/image's test functions whose own code kills a process or restarts the VM."""
+    """tests/image's tests whose own code disturbs the others, and every test
+    of a file whose fixtures do."""
     found = set()
     for path in sorted((REPO / "tests/image").glob("test_*.py")):
         source = path.read_text()
-        for node in ast.parse(source).body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                code = ast.get_source_segment(source, node)
-                if "kill" in code or "reboot(" in code:
-                    found.add(f"{path.name}::{node.name}")
+        functions = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+
+        def disrupts(node) -> bool:
+            return any(pattern in ast.get_source_segment(source, node) for pattern in DISRUPTS)
+        fixtures = [f for f in functions if any(re.match(r"pytest\.fixture\b(?!s)", ast.unparse(d))
+                                                for d in f.decorator_list)]
+        tests = [f for f in functions if f.name.startswith("test_")]
+        whole_file = any(disrupts(f) for f in fixtures)
+        found |= {f"{path.name}::{t.name}" for t in tests if whole_file or disrupts(t)}
     return found
 
 
@@ -127,10 +138,14 @@ def _collected(tmp_path: Path, marks: str) -> set[str]:
     return {line.split("/")[-1].split("[")[0] for line in out.stdout.splitlines() if "::" in line}
 
 
-def test_the_tests_that_kill_a_service_or_restart_the_vm_are_the_alone_ones(tmp_path):
+def test_the_tests_that_disturb_the_others_are_the_alone_ones(tmp_path):
     disruptive = _disruptive_tests()
-    assert any("reboot" in t for t in disruptive) and sum("kill" in t for t in disruptive) == 3
+    assert sum("kill" in t for t in disruptive) == 3 and any("reboot" in t for t in disruptive)
+    assert any(t.startswith("test_firewall.py::") for t in disruptive)
     alone, others = _collected(tmp_path, "alone"), _collected(tmp_path, "not alone")
-    # test_reboot.py's other tests check the VM after its restart: they run alone, after it.
-    assert alone == disruptive | {t for t in alone | others if t.startswith("test_reboot.py::")}
+    settled = _collected(tmp_path, "settled")
+    # test_reboot.py's other tests check the VM after its restart, the settled
+    # ones after the kills: they run alone too, after those.
+    assert settled and settled <= alone
+    assert alone == disruptive | settled | {t for t in alone | others if t.startswith("test_reboot.py::")}
     assert not alone & others and len(others) > 20
