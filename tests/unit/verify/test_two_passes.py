@@ -59,7 +59,8 @@ def _suite(tmp_path: Path, failing: bool) -> tuple[Path, Path]:
     return suite, times
 
 
-def _run(tmp_path: Path, workers: int, failing: bool):
+def _run(tmp_path: Path, workers: int, failing: bool, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this unit test's own, under xdist
     suite, times = _suite(tmp_path, failing)
     work, report = tmp_path / "work", tmp_path / "test-report.xml"
     work.mkdir()
@@ -70,8 +71,8 @@ def _run(tmp_path: Path, workers: int, failing: bool):
     return rc, report, runs, echo.getvalue()
 
 
-def test_two_files_at_a_time_then_the_alone_ones_after_every_other_ended(tmp_path):
-    rc, report, runs, progress = _run(tmp_path, workers=2, failing=False)
+def test_two_files_at_a_time_then_the_alone_ones_after_every_other_ended(tmp_path, monkeypatch):
+    rc, report, runs, progress = _run(tmp_path, workers=2, failing=False, monkeypatch=monkeypatch)
     assert rc == 0
     assert set(runs) == {"a_one", "a_two", "b_one", "b_two", "harmless", "alone"}
     (_, a_start, a_end), (_, b_start, b_end) = runs["a_one"], runs["b_one"]
@@ -84,8 +85,8 @@ def test_two_files_at_a_time_then_the_alone_ones_after_every_other_ended(tmp_pat
     assert "==> tests/suite, 2 files at a time" in progress and "==> tests/suite marked alone" in progress
 
 
-def test_a_failure_in_the_first_pass_fails_the_run_and_the_alone_ones_still_run(tmp_path):
-    rc, report, runs, _ = _run(tmp_path, workers=1, failing=True)
+def test_a_failure_in_the_first_pass_fails_the_run_and_the_alone_ones_still_run(tmp_path, monkeypatch):
+    rc, report, runs, _ = _run(tmp_path, workers=1, failing=True, monkeypatch=monkeypatch)
     assert rc != 0
     assert "alone" in runs
     assert {worker for worker, _, _ in runs.values()} == {""}  # one file at a time: no xdist workers
