@@ -113,7 +113,8 @@ def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force:
     with (cache_dir() / ".locks" / f"{kind}-{key}").open("w") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another build is making it
+        except BlockingIOError:
+            log.say(f"    {kind}: another build is making it; waiting, its job slot free meanwhile")
             with slot_given_up():
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
         return _cached_stage(final, kind, key, build, log, force)

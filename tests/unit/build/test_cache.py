@@ -110,7 +110,7 @@ def test_a_build_waiting_for_anothers_entry_gives_its_slot_to_a_third(cache):
     from golden.build.slots import in_a_slot
     slots = threading.Semaphore(2)
     a_building, b_in_slot, c_ran, b_back = (threading.Event() for _ in range(4))
-    seen = {}
+    seen, b_log = {}, Log()
 
     def make(d):
         a_building.set()
@@ -125,7 +125,7 @@ def test_a_build_waiting_for_anothers_entry_gives_its_slot_to_a_third(cache):
         a_building.wait(20)
         with in_a_slot(slots):  # both slots are taken now
             b_in_slot.set()
-            cached_stage("rootfs", "shared", make, Log())
+            cached_stage("rootfs", "shared", make, b_log)
             free = slots.acquire(blocking=False)
             if free:
                 slots.release()
@@ -144,6 +144,8 @@ def test_a_build_waiting_for_anothers_entry_gives_its_slot_to_a_third(cache):
     for t in threads:
         t.join(60)
     assert seen == {"c ran while a built": True, "b holds a slot again": True}
+    assert b_log.lines == ["    rootfs: another build is making it; waiting, its job slot free meanwhile",
+                           "    rootfs: cached (shared)"]
     assert slots.acquire(blocking=False) and slots.acquire(blocking=False)  # both free again
     assert not slots.acquire(blocking=False)
 
