@@ -51,6 +51,20 @@ def pytest_collection_modifyitems(config, items):
                                  item.get_closest_marker("settled") is not None))
 
 
+_BOOT_FINISHED = []  # once per pytest process (testinfra's host is per module)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def booted(host):
+    """Vagrant hands the VM over once SSH answers; the first boot's own units
+    (a host's identity and credentials) may still be at work. Every test
+    sees the boot finished, whichever test file a worker starts with."""
+    if not _BOOT_FINISHED:
+        state = host.run("timeout 600 systemctl is-system-running --wait").stdout.strip()
+        assert state in ("running", "degraded"), f"the VM's boot did not finish: {state!r}"
+        _BOOT_FINISHED.append(state)
+
+
 @pytest.fixture(scope="session")
 def manifest(request):
     with open(request.config.getoption("golden_manifest")) as f:
