@@ -44,6 +44,8 @@ def test_box_is_a_libvirt_box_without_forced_accelerator(tmp_path, qcow2):
     assert metadata == {"provider": "libvirt", "format": "qcow2", "virtual_size": 2}
     # A box built under TCG must run with KVM where the host has it.
     assert "driver" not in vagrantfile and "kvm" not in vagrantfile and "qemu" not in vagrantfile
+    # The guest is known: Vagrant does not detect it over SSH on every up and halt.
+    assert "config.vm.guest = :debian" in vagrantfile.splitlines()[1]
 
 
 def test_sha256sums_verify_with_sha256sum(tmp_path, qcow2):
