@@ -1,18 +1,21 @@
-"""./inv test: the unit tests, then every image built if needed and
-validated (golden.verify.image), then the lab up and down. Ends with one
+"""./inv test: every image built if needed, the unit tests beside the
+builds, then each image validated (golden.verify.image), then the lab up and down. Ends with one
 'N passed, N failed' line."""
 from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
 from golden.lab import load_lab, require_no_lab
+from golden.verify.beside import BackgroundRun, running_beside
 from golden.verify.image import validate_artifact
-from golden.verify.junit import Counts, junit_counts, run_pytest
+from golden.verify.junit import Counts, junit_counts, pytest_command, run_pytest
+from golden.vm.runner import BuildLog, stop_all_running
 
 TEST_BUILD_JOBS = 2
 
@@ -20,10 +23,55 @@ TEST_BUILD_JOBS = 2
 # Two test files at a time: many unit tests wait on the archives or on a
 # tool's I/O (real mmdebstrap runs), so the two cores are rarely both busy.
 UNIT_WORKERS = ["-n", "2", "--dist", "loadfile"]
+UNIT_TESTS = "unit tests (two test files at a time)"
 
 
-def run_unit_tests(report: Path) -> tuple[int, Counts]:
-    return run_pytest("unit", report, *UNIT_WORKERS), junit_counts(report)
+def unit_tests_command(report: Path) -> list[str]:
+    return pytest_command("unit", report, *UNIT_WORKERS)
+
+
+class UnitTestsBeside:
+    """tests/unit run beside the builds (each leaves the cores idle a quarter
+    of the time, the builds a tenth): their output is shown once they end,
+    and their failing stops the builds at once, as an interrupt would."""
+
+    def __init__(self, work: Path, echo):
+        self.report = work / "unit.xml"
+        self.run = BackgroundRun(UNIT_TESTS, unit_tests_command(self.report), work / "unit.out",
+                                 BuildLog(work / "unit.log", echo=echo))
+        self.echo = echo
+        self.builds_over = threading.Event()
+        self.stopped_the_builds = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._stop_the_builds_if_they_fail, daemon=True).start()
+
+    def _stop_the_builds_if_they_fail(self) -> None:
+        self.run.done.wait()
+        with self._lock:
+            if self.run.rc != 0 and not self.builds_over.is_set():
+                self.stopped_the_builds.set()
+                print("unit tests failed: stopping the builds", file=self.echo, flush=True)
+                stop_all_running()
+
+    def builds(self, specs) -> list[Path] | None:
+        """The builds (as `./inv build --all -j 2`), the unit tests beside
+        them. None: the unit tests failed (or ran none), so no image is to be
+        validated. A build failing stops the unit tests and raises."""
+        try:
+            with running_beside([self.run], self.echo):
+                try:
+                    built = build_images(specs, jobs=TEST_BUILD_JOBS, echo=self.echo)
+                finally:
+                    with self._lock:
+                        self.builds_over.set()
+        except Exception:
+            if self.stopped_the_builds.is_set():
+                return None
+            raise
+        return built if self.run.rc == 0 and self.counts().tests > 0 else None
+
+    def counts(self) -> Counts:
+        return junit_counts(self.report)
 
 
 def run_lab_test(echo=sys.stdout) -> Counts:
@@ -46,10 +94,12 @@ def cpu_ticks(stat: str | None = None) -> tuple[int, int]:
 
 class Stopwatch:
     """Seconds of each named part of a run, in the order they ran, and how
-    busy the host's CPUs were meanwhile (near 100%: only less work makes it faster)."""
+    busy the host's CPUs were meanwhile (near 100%: only less work makes it
+    faster); beside: seconds of work that ran within a part."""
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.busy: dict[str, float] = {}
+        self.beside: dict[str, float] = {}
 
     def part(self, name: str, fn, *args, **kwargs):
         start, (busy, total) = time.monotonic(), cpu_ticks()
@@ -64,28 +114,29 @@ class Stopwatch:
         total = sum(self.seconds.values())
         return (f"{total / 60:.1f} min in all (minutes, CPUs busy: "
                 + ", ".join(f"{name} {secs / 60:.1f} {self.busy.get(name, 0)}%"
-                            for name, secs in self.seconds.items()) + ")")
+                            for name, secs in self.seconds.items())
+                + "".join(f"; {name} {secs / 60:.1f} of it" for name, secs in self.beside.items()) + ")")
 
 
 def run_test_suite(specs, echo=sys.stdout) -> bool:
-    """tests/unit, then each image validated. Images with no artifact of their
-    current inputs are built first, as `./inv build --all -j 2` would: the
-    stages they share are built once. Ends with where the time went and one
+    """Images with no artifact of their current inputs are built, as
+    `./inv build --all -j 2` would (the stages they share are built once),
+    with tests/unit beside them; then each image validated. Ends with where the time went and one
     'N passed, N failed' line."""
     require_no_lab()
     total = Counts()
     ok = True
     watch = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="golden-unit-") as tmp:
-        rc, counts = watch.part("unit tests", run_unit_tests, Path(tmp) / "unit.xml")
-    total += counts
-    if rc != 0 or counts.tests == 0:
+        unit = UnitTestsBeside(Path(tmp), echo)
+        built = watch.part("builds, unit tests beside", unit.builds, specs)
+        total += unit.counts()
+    watch.beside[UNIT_TESTS] = unit.run.seconds
+    if built is None:
         ok = False
         print("unit tests failed: images not validated", file=echo)
     else:
-        # Up-to-date artifacts are reused; the others are built (current packages, see freshness.py).
-        built = dict(zip([s.name for s in specs],
-                         watch.part("builds", build_images, specs, jobs=TEST_BUILD_JOBS, echo=echo)))
+        built = dict(zip([s.name for s in specs], built))
         for spec in specs:
             artifact = built[spec.name]
             counts = watch.part(f"validation of {spec.name}", validate_artifact, artifact, echo=echo)

@@ -19,11 +19,20 @@ STAGE = "tests/fresh (qcow2, QEMU, cloud-init seed)"
 
 
 def _run(tmp_path, code: str):
+    """code in a process beside; `up` in it: a function it calls once it is ready for an interrupt."""
+    code = f"def up(): open({str(tmp_path / 'up')!r}, 'w').close()\n" + code
     echo = io.StringIO()
     log = BuildLog(tmp_path / "test.log", echo=echo)
     (tmp_path / "fresh").mkdir()
     return BackgroundRun(STAGE, [sys.executable, "-c", code], tmp_path / "fresh" / "out", log,
                          log_file=tmp_path / "fresh" / "fresh-host.log"), echo
+
+
+def _wait_until_up(tmp_path):
+    end = time.monotonic() + 30
+    while not (tmp_path / "up").exists():
+        assert time.monotonic() < end, "the process beside never came up"
+        time.sleep(0.05)
 
 
 def test_it_goes_on_beside_the_caller_and_shows_its_output_and_log_at_the_end(tmp_path):
@@ -48,9 +57,9 @@ def test_its_exit_code_is_kept(tmp_path):
 
 
 def test_an_interrupt_stops_it_and_it_does_not_count_as_a_run_to_its_end(tmp_path):
-    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+    run, echo = _run(tmp_path, "import time\ntry:\n    up(); time.sleep(300)\nexcept KeyboardInterrupt:\n"
                                "    print('stopped its VM', flush=True); raise SystemExit(2)")
-    time.sleep(0.5)  # Python is up and sleeping
+    _wait_until_up(tmp_path)
     start = time.monotonic()
     run.interrupt()
     run.finish(echo, timeout=60)
@@ -59,8 +68,8 @@ def test_an_interrupt_stops_it_and_it_does_not_count_as_a_run_to_its_end(tmp_pat
 
 
 def test_one_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path):
-    run, echo = _run(tmp_path, "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(300)")
-    time.sleep(0.5)
+    run, echo = _run(tmp_path, "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); up(); time.sleep(300)")
+    _wait_until_up(tmp_path)
     run.interrupt()
     start = time.monotonic()
     run.finish(echo, timeout=1)
@@ -79,9 +88,9 @@ def test_one_that_cannot_start_has_no_exit_code_and_says_why(tmp_path):
 
 
 def test_the_foreground_failing_stops_the_runs_beside_it_and_still_finishes_them(tmp_path):
-    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+    run, echo = _run(tmp_path, "import time\ntry:\n    up(); time.sleep(300)\nexcept KeyboardInterrupt:\n"
                                "    print('destroyed its VM', flush=True); raise SystemExit(3)")
-    time.sleep(0.5)
+    _wait_until_up(tmp_path)
     start = time.monotonic()
     with pytest.raises(RuntimeError):
         with running_beside([run], echo):
@@ -99,10 +108,10 @@ def test_the_foreground_passing_waits_for_the_runs_beside_it(tmp_path):
 
 
 def test_an_interrupt_while_waiting_for_the_runs_beside_stops_them_once(tmp_path):
-    run, echo = _run(tmp_path, "import time\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+    run, echo = _run(tmp_path, "import time\ntry:\n    up(); time.sleep(300)\nexcept KeyboardInterrupt:\n"
                                "    print('destroyed its VM', flush=True)\n    time.sleep(1)\n"
                                "    print('not interrupted twice', flush=True); raise SystemExit(3)")
-    time.sleep(0.5)
+    _wait_until_up(tmp_path)
     # A real SIGINT to this process only (as a terminal's Ctrl-C, which the run, in a process group of
     # its own, does not get): it must reach the run once, through interrupt().
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
