@@ -117,10 +117,15 @@ def artifact(tmp_path):
         d = tmp_path / "artifacts" / "web" / version
         d.mkdir(parents=True)
         qcow2 = d / f"web-{version}.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{disk_mb}M"], check=True)
-        if disk_mb > 64:  # real content, so that copying takes a while
-            subprocess.run(["qemu-io", "-c", f"write -P 0x5a 0 {disk_mb - 1}M", str(qcow2)],
-                           check=True, capture_output=True)
+        if disk_mb > 64:  # random content, so that copying takes a while, the box's too (zstd cannot shrink it)
+            raw = tmp_path / f"{version}.raw"
+            with raw.open("wb") as f:
+                for _ in range(disk_mb):
+                    f.write(os.urandom(1 << 20))
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)], check=True)
+            raw.unlink()
+        else:
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{disk_mb}M"], check=True)
         box = d / f"web-{version}.libvirt.box"
         make_box(qcow2, 1 << 30, box)
         files = describe_files([qcow2, box])
