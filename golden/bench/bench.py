@@ -24,7 +24,7 @@ import paramiko
 
 from golden import settings
 from golden.bench.packages import package_sizes
-from golden.build import lock
+from golden.build import lock, mmdebstrap
 from golden.build.manifest import read_manifest
 from golden.build.stages import rootfs
 from golden.build.stages.package import unpack_box
@@ -183,8 +183,11 @@ def rootfs_without_excludes(repo: Path, image: str, cache: Path, work: Path, log
     out = work / "rootfs-with-docs"
     out.mkdir()
     with settings.environment(GOLDEN_CACHE=str(cache)):  # the bench's package cache
-        args, mirrors = lock.mmdebstrap_args(spec.base, pins, out, rootfs.all_packages(spec))
-        log.run(rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args, mirrors, dpkg_options=[]))
+        # As the rootfs stage runs it: its chroot in a directory removed unmounting first.
+        mmdebstrap.run(spec, rootfs.SECTION, rootfs.all_packages(spec), pins, log,
+                       lambda args, mirrors: rootfs.mmdebstrap_command(spec, out, insecure_key_pair()[1], args,
+                                                                       mirrors, dpkg_options=[]),
+                       out / "packages.tsv")
     size = (out / "rootfs.tar").stat().st_size
     shutil.rmtree(out)
     return size
