@@ -49,7 +49,7 @@ def test(c, image=None):
     def run():
         specs = select_specs(image, tests=True)
         require_tools()
-        if not run_test_suite(specs):
+        if not run_test_suite(specs, whole=image is None):
             raise Exit(code=1)
     _guard(run)
 

@@ -33,6 +33,7 @@ from golden.paths import REPO
 from golden.spec import load_spec
 from golden.verify.image import validate_artifact
 from golden.verify.junit import seconds_by_test_file
+from golden.verify.suite import newest_whole_run_from_empty_cache
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.qemu import QemuVM
@@ -46,6 +47,8 @@ TARGETS = {
     "test_s": (180, "s", "image validation (Vagrant: boot, tests, destroy; the fresh host beside it)"),
     "boot_to_ssh_s": (15, "s", "boot of the built box to SSH ready"),
     "box_mb": (220, "MB", "compressed box size"),
+    # Not run by the bench (it takes half an hour): the newest such ./inv test on this machine.
+    "whole_test_min": (30, "min", "whole ./inv test from an empty cache (the newest on this machine)"),
 }
 EDITED_TEMPLATE = Path("provision/templates/etc/hosts.j2")
 COPIED = ["tasks.py", "pyproject.toml", "golden", "images", "provision"]  # what a build reads
@@ -259,6 +262,19 @@ def _build_breakdown_markdown(report: dict) -> list[str]:
     return lines
 
 
+def _whole_test_markdown(run: dict | None) -> list[str]:
+    if not run:
+        return ["", "## The whole ./inv test", "",
+                "No whole `./inv test` from an empty cache has passed on this machine yet "
+                "(run `../shared/tools/fresh-ci` or `./inv test` with an empty GOLDEN_CACHE)."]
+    parts = ", ".join(f"{name} {part['minutes']} ({part['cpu_busy_percent']}% CPU busy)"
+                      for name, part in run["parts"].items())
+    beside = "".join(f"; {name} {minutes} of it" for name, minutes in run.get("beside", {}).items())
+    return ["", "## The whole ./inv test", "",
+            f"The newest whole run from an empty cache on this machine, started {run['started_at']}: "
+            f"{run['minutes']} min, {run['passed']} tests passed. Minutes per part: {parts}{beside}."]
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# golden benchmark {report['started_at']}", "",
              f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
@@ -267,7 +283,8 @@ def _markdown(report: dict) -> str:
     for key, (target, unit, what) in TARGETS.items():
         value = report["figures"].get(key)
         met = "yes" if value is not None and value <= target else "no"
-        lines.append(f"| {what} | {value} {unit} | <= {target} {unit} | {met} |")
+        lines.append(f"| {what} | {'not measured' if value is None else f'{value} {unit}'} | "
+                     f"<= {target} {unit} | {met} |")
     lines += ["", "Stage seconds:", ""]
     for run, stages in report["stages"].items():
         lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
@@ -282,6 +299,7 @@ def _markdown(report: dict) -> str:
             lines += ["", "What sshd waited for (`systemd-analyze critical-chain ssh.service`):", "", "```",
                       *boot["ssh_critical_chain"], "```"]
     lines += _build_breakdown_markdown(report)
+    lines += _whole_test_markdown(report.get("whole_test_run"))
     if report.get("validation_test_files"):
         lines += ["", "## Where the validation goes (seconds per test file)", "",
                   ", ".join(f"{name} {secs}" for name, secs in report["validation_test_files"].items()) + "."]
@@ -336,7 +354,7 @@ def _sizes_without_fstrim(repo: Path, image: str, env: dict, artifacts: Path, lo
 
 
 def _report(started, image: str, accelerator: str, figures: dict, stages: dict, reused: list, steps: list,
-            vm_results: dict, breakdown: dict) -> dict:
+            vm_results: dict, breakdown: dict, whole_test_run: dict | None = None) -> dict:
     return {
         "started_at": started.isoformat(timespec="seconds"), "image": image,
         "host": {"cores": os.cpu_count(), "accelerator": accelerator,
@@ -345,6 +363,7 @@ def _report(started, image: str, accelerator: str, figures: dict, stages: dict, 
         "targets": {k: {"target": t, "unit": u, "what": w, "met": figures.get(k) is not None and figures[k] <= t}
                     for k, (t, u, w) in TARGETS.items()},
         "stages": stages, "template_rebuild_reused": reused, "size_steps": steps,
+        "whole_test_run": whole_test_run,
         "boot": breakdown["boot"], "validation_test_files": breakdown["test_files"],
         "package_jobs": breakdown["package_jobs"], "provision_steps": breakdown["provision_steps"],
         "box_by_package": breakdown["by_package"],
@@ -392,8 +411,11 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
             "package_jobs": package_job_seconds((second / "build.log").read_text()),
             "provision_steps": provision_step_seconds((second / "build.log").read_text()), "by_package": by_package}
         without_fstrim = _sizes_without_fstrim(repo, image, env, artifacts, log)
+        whole_test_run = newest_whole_run_from_empty_cache()
+        figures["whole_test_min"] = whole_test_run["minutes"] if whole_test_run else None
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
-            read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown)
+            read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown,
+            whole_test_run)
         json_path = out_dir / f"{stamp}.json"
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / f"{stamp}.md").write_text(_markdown(report))

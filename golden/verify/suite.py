@@ -3,12 +3,15 @@ builds, then each image validated (golden.verify.image), then the lab up and dow
 'N passed, N failed' line."""
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from golden import settings
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
 from golden.lab import load_lab, require_no_lab
@@ -118,12 +121,61 @@ class Stopwatch:
                 + "".join(f"; {name} {secs / 60:.1f} of it" for name, secs in self.beside.items()) + ")")
 
 
-def run_test_suite(specs, echo=sys.stdout) -> bool:
+RUNS_KEPT = 50
+
+
+def recorded_runs_dir() -> Path:
+    return settings.state_dir() / "test-runs"
+
+
+def record_test_run(watch: Stopwatch, started: dt.datetime, total: Counts, ok: bool, whole: bool,
+                    empty_cache: bool) -> Path:
+    """The run's minutes per part, kept on this machine (the newest RUNS_KEPT):
+    ./inv bench reports the newest whole run from an empty cache against its target."""
+    record = {"started_at": started.isoformat(timespec="seconds"),
+              "minutes": round(sum(watch.seconds.values()) / 60, 1),
+              "parts": {name: {"minutes": round(secs / 60, 1), "cpu_busy_percent": watch.busy.get(name)}
+                        for name, secs in watch.seconds.items()},
+              "beside": {name: round(secs / 60, 1) for name, secs in watch.beside.items()},
+              "whole": whole, "empty_cache_at_start": empty_cache,
+              "passed": total.passed, "failed": total.failures, "ok": ok}
+    runs = recorded_runs_dir()
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / f"{started.strftime('%Y%m%d-%H%M%S-%f')}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.rename(path)
+    for old in sorted(runs.glob("*.json"))[:-RUNS_KEPT]:
+        old.unlink()
+    return path
+
+
+def newest_whole_run_from_empty_cache() -> dict | None:
+    """The newest recorded ./inv test that validated every image, from an
+    empty stage cache (as on a fresh clone), and passed."""
+    for path in sorted(recorded_runs_dir().glob("*.json"), reverse=True):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("whole") and record.get("empty_cache_at_start") \
+                and record.get("ok"):
+            return record
+    return None
+
+
+def _is_empty(directory: Path) -> bool:
+    return not directory.is_dir() or not any(directory.iterdir())
+
+
+def run_test_suite(specs, echo=sys.stdout, whole: bool = False) -> bool:
     """Images with no artifact of their current inputs are built, as
     `./inv build --all -j 2` would (the stages they share are built once),
-    with tests/unit beside them; then each image validated. Ends with where the time went and one
-    'N passed, N failed' line."""
+    with tests/unit beside them; then each image validated. Ends with where
+    the time went and one 'N passed, N failed' line; the run is recorded
+    (record_test_run). whole: specs are every image of images/ and tests/images."""
     require_no_lab()
+    started, empty_cache = dt.datetime.now(dt.timezone.utc), _is_empty(settings.cache_dir())
     total = Counts()
     ok = True
     watch = Stopwatch()
@@ -150,6 +202,11 @@ def run_test_suite(specs, echo=sys.stdout) -> bool:
         else:
             print(f"lab test (./inv lab.up/down): not run; it needs every lab image "
                   f"({', '.join(sorted(lab_images))}) validated in this run", file=echo)
+    ok = ok and total.tests > 0
+    try:
+        record_test_run(watch, started, total, ok, whole, empty_cache)
+    except OSError as exc:
+        print(f"test: this run's minutes not recorded in {recorded_runs_dir()}: {exc}", file=echo)
     print(f"test: {watch.summary()}", file=echo)
     print(f"test: {total.passed} passed, {total.failures} failed", file=echo)
-    return ok and total.tests > 0
+    return ok

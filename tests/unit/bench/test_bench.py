@@ -37,6 +37,22 @@ def test_markdown_shows_each_figure_against_its_target():
     assert "2 cores, accelerator tcg" in md
 
 
+def test_the_whole_test_run_is_reported_from_the_newest_record_or_said_to_be_missing():
+    md = _markdown(REPORT)
+    row = next(line for line in md.splitlines() if line.startswith("| whole ./inv test"))
+    assert row.endswith("| not measured | <= 30 min | no |")
+    assert "No whole `./inv test` from an empty cache has passed on this machine yet" in md
+    run = {"started_at": "2026-12-02T22:23:40+00:00", "minutes": 29.5, "passed": 848, "failed": 0,
+           "parts": {"builds, unit tests beside": {"minutes": 11.2, "cpu_busy_percent": 98},
+                     "lab": {"minutes": 2.2, "cpu_busy_percent": 89}},
+           "beside": {"unit tests (two test files at a time)": 10.6}}
+    md = _markdown(dict(REPORT, figures=dict(REPORT["figures"], whole_test_min=29.5), whole_test_run=run))
+    row = next(line for line in md.splitlines() if line.startswith("| whole ./inv test"))
+    assert row.endswith("| 29.5 min | <= 30 min | yes |")
+    assert ("started 2026-12-02T22:23:40+00:00: 29.5 min, 848 tests passed. Minutes per part: builds, unit tests "
+            "beside 11.2 (98% CPU busy), lab 2.2 (89% CPU busy); unit tests (two test files at a time) 10.6 of it.") in md
+
+
 def test_chart_is_a_png_with_a_bar_per_stage(tmp_path):
     path = tmp_path / "stages.png"
     _chart(REPORT["stages"], path)

@@ -165,3 +165,46 @@ def test_a_build_failing_stops_the_unit_tests_and_fails_the_run(tmp_path, monkey
         run_test_suite([], echo=out)
     assert time.monotonic() - start < 40
     assert "unit tests interrupted" in out.getvalue()
+
+
+def test_each_run_is_recorded_and_the_bench_finds_the_newest_whole_one_from_an_empty_cache(tmp_path, monkeypatch):
+    import golden.verify.suite
+    from golden.verify.suite import newest_whole_run_from_empty_cache, run_test_suite, recorded_runs_dir
+    monkeypatch.setattr(golden.verify.suite, "build_images", lambda specs, **kw: [])
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "cache"))  # none yet: an empty cache
+    _unit_stand_in(monkeypatch, JUNIT_OF_3)
+    assert run_test_suite([], echo=io.StringIO(), whole=True) is True
+    (record,) = [json.loads(p.read_text()) for p in recorded_runs_dir().glob("*.json")]
+    assert record["whole"] and record["empty_cache_at_start"] and record["ok"] and record["passed"] == 3
+    assert list(record["parts"]) == ["builds, unit tests beside"]
+    assert set(record["parts"]["builds, unit tests beside"]) == {"minutes", "cpu_busy_percent"}
+    assert record["beside"] == {"unit tests (two test files at a time)": record["beside"]["unit tests (two test files at a time)"]}
+    assert newest_whole_run_from_empty_cache() == record
+
+    # Runs that do not count, each newer than the one above: none replaces it.
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "entry").write_text("")
+    run_test_suite([], echo=io.StringIO(), whole=True)  # a warm cache
+    monkeypatch.setenv("GOLDEN_CACHE", str(tmp_path / "empty-cache"))
+    run_test_suite([], echo=io.StringIO())  # not every image
+    _unit_stand_in(monkeypatch, "raise SystemExit(1)")
+    assert run_test_suite([], echo=io.StringIO(), whole=True) is False  # failed
+    assert len(list(recorded_runs_dir().glob("*.json"))) == 4
+    assert newest_whole_run_from_empty_cache() == record
+
+
+def test_only_the_newest_runs_are_kept_and_an_unreadable_record_is_passed_over(tmp_path, monkeypatch):
+    import golden.verify.suite
+    from golden.verify.suite import newest_whole_run_from_empty_cache, recorded_runs_dir
+    monkeypatch.setattr(golden.verify.suite, "RUNS_KEPT", 2)
+    runs = recorded_runs_dir()
+    runs.mkdir(parents=True)
+    good = {"whole": True, "empty_cache_at_start": True, "ok": True, "minutes": 31.0}
+    (runs / "20261201-100000.json").write_text(json.dumps(good))
+    (runs / "20261202-100000.json").write_text("{not json")
+    assert newest_whole_run_from_empty_cache() == good
+    from golden.verify.junit import Counts
+    from golden.verify.suite import Stopwatch, record_test_run
+    import datetime as dt
+    record_test_run(Stopwatch(), dt.datetime(2026, 12, 3, tzinfo=dt.timezone.utc), Counts(1), True, False, False)
+    assert sorted(p.name for p in runs.glob("*")) == ["20261202-100000.json", "20261203-000000-000000.json"]
