@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from golden.errors import GoldenError
+from golden.files import write_json
 
 REQUIRED = ("name", "version", "built_at", "spec_sha256", "base", "packages", "files",
             "stages", "accelerator")
@@ -26,9 +26,7 @@ def write_manifest(path: Path, manifest: dict) -> None:
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise ValueError(f"manifest lacks {', '.join(missing)}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
+    write_json(path, manifest)
 
 
 def read_manifest(path: Path) -> dict:

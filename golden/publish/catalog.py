@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import os
 import re
 from pathlib import Path
 
 from golden import settings
 from golden.build.manifest import read_manifest
 from golden.errors import GoldenError
+from golden.files import write_json
 
 CATALOG = "metadata.json"
 VERSION_RE = re.compile(r"[0-9]{8}\.[0-9]{6}")  # golden's own: build time, YYYYMMDD.HHMMSS (fullmatch)
@@ -77,9 +77,7 @@ def remember_serial(url: str, catalog: dict) -> None:
                 f"repository was restored on purpose, remove its entry from {path}")
         if serial > before:
             seen[url] = {"serial": serial, "seen_at": utc_now()}
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, path)
+            write_json(path, seen)
 
 
 def seen_serial(url: str) -> int | None:
@@ -149,7 +147,5 @@ def write_local_catalog(image_dir: Path) -> Path | None:
     if catalog is None:
         path.unlink(missing_ok=True)
         return None
-    tmp = path.with_name(f".{CATALOG}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(path, catalog)
     return path

@@ -14,6 +14,7 @@ from pathlib import Path
 from golden import settings
 from golden.build.manifest import read_manifest
 from golden.build.pipeline import build_images
+from golden.files import write_json
 from golden.lab import load_lab, require_no_lab
 from golden.verify.beside import BackgroundRun, running_beside
 from golden.verify.image import validate_artifact
@@ -142,9 +143,7 @@ def record_test_run(watch: Stopwatch, started: dt.datetime, total: Counts, ok: b
     runs = recorded_runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
     path = runs / f"{started.strftime('%Y%m%d-%H%M%S-%f')}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.rename(path)
+    write_json(path, record, sort_keys=False)
     for old in sorted(runs.glob("*.json"))[:-RUNS_KEPT]:
         old.unlink()
     return path

@@ -12,7 +12,7 @@ from conftest import REPO
 
 # Lowest first. A module may import from its own layer or a lower one; vm is
 # a leaf: it imports only from the first layer.
-LAYERS = [{"errors", "paths", "settings"}, {"vm", "spec"}, {"build"}, {"publish"}, {"lab"}, {"verify"}, {"bench"}]
+LAYERS = [{"errors", "files", "paths", "settings"}, {"vm", "spec"}, {"build"}, {"publish"}, {"lab"}, {"verify"}, {"bench"}]
 
 
 def layer(part: str) -> int:
