@@ -33,7 +33,7 @@ from golden.paths import REPO
 from golden.spec import load_spec
 from golden.verify.image import validate_artifact
 from golden.verify.junit import seconds_by_test_file
-from golden.verify.suite import newest_whole_run_from_empty_cache
+from golden.verify.suite import newest_whole_run_from_empty_cache, whole_runs_from_empty_cache
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.qemu import QemuVM
@@ -275,16 +275,44 @@ def _whole_test_markdown(run: dict | None) -> list[str]:
             f"{run['minutes']} min, {run['passed']} tests passed. Minutes per part: {parts}{beside}."]
 
 
+def best_figures(out_dir: Path, report: dict) -> dict[str, dict]:
+    """Per target, the lowest figure of this report and of the earlier ones in
+    out_dir for the same image on the same host kind (cores, accelerator),
+    with when it was measured; the whole ./inv test's from the recorded runs."""
+    host = (report["host"]["cores"], report["host"]["accelerator"])
+    reports = [report]
+    for path in out_dir.glob("*.json"):
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        earlier_host = earlier.get("host") if isinstance(earlier, dict) else None
+        if isinstance(earlier_host, dict) and earlier.get("image") == report["image"] \
+                and (earlier_host.get("cores"), earlier_host.get("accelerator")) == host:
+            reports.append(earlier)
+    best = {}
+    for key in TARGETS:
+        figures = [(r["figures"][key], r["started_at"]) for r in reports
+                   if isinstance(r.get("figures"), dict) and type(r["figures"].get(key)) in (int, float)]
+        if key == "whole_test_min":
+            figures = [(run["minutes"], run.get("started_at", "")) for run in whole_runs_from_empty_cache()]
+        if figures:
+            value, measured_at = min(figures)
+            best[key] = {"value": value, "measured_at": measured_at}
+    return best
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# golden benchmark {report['started_at']}", "",
              f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
              f"{report['host']['accelerator']}, {report['host']['qemu']}.", "",
-             "| measure | value | target | met |", "| --- | --- | --- | --- |"]
+             "| measure | value | target | met | best on this machine |", "| --- | --- | --- | --- | --- |"]
     for key, (target, unit, what) in TARGETS.items():
-        value = report["figures"].get(key)
+        value, best = report["figures"].get(key), (report.get("best") or {}).get(key)
         met = "yes" if value is not None and value <= target else "no"
+        best_text = "" if best is None else f"{best['value']} {unit} ({best['measured_at'][:16]})"
         lines.append(f"| {what} | {'not measured' if value is None else f'{value} {unit}'} | "
-                     f"<= {target} {unit} | {met} |")
+                     f"<= {target} {unit} | {met} | {best_text} |")
     lines += ["", "Stage seconds:", ""]
     for run, stages in report["stages"].items():
         lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
@@ -416,6 +444,7 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
             read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown,
             whole_test_run)
+        report["best"] = best_figures(out_dir, report)
         json_path = out_dir / f"{stamp}.json"
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / f"{stamp}.md").write_text(_markdown(report))

@@ -149,18 +149,24 @@ def record_test_run(watch: Stopwatch, started: dt.datetime, total: Counts, ok: b
     return path
 
 
-def newest_whole_run_from_empty_cache() -> dict | None:
-    """The newest recorded ./inv test that validated every image, from an
-    empty stage cache (as on a fresh clone), and passed."""
+def whole_runs_from_empty_cache() -> list[dict]:
+    """The recorded ./inv test runs that validated every image, from an
+    empty stage cache (as on a fresh clone), and passed; newest first."""
+    runs = []
     for path in sorted(recorded_runs_dir().glob("*.json"), reverse=True):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and record.get("whole") and record.get("empty_cache_at_start") \
-                and record.get("ok"):
-            return record
-    return None
+                and record.get("ok") and isinstance(record.get("minutes"), (int, float)):
+            runs.append(record)
+    return runs
+
+
+def newest_whole_run_from_empty_cache() -> dict | None:
+    runs = whole_runs_from_empty_cache()
+    return runs[0] if runs else None
 
 
 def _is_empty(directory: Path) -> bool:
