@@ -4,7 +4,7 @@ import io
 import subprocess
 import sys
 
-from golden.bench.bench import (TARGETS, _chart, _markdown, best_figures, boot_phases, package_job_seconds,
+from golden.bench.bench import (TARGETS, _chart, _markdown, best_figures, boot_phases, floors, package_job_seconds,
                                 provision_step_seconds, size_steps, the_rootfs_tar)
 from golden.verify.junit import seconds_by_test_file
 
@@ -27,12 +27,12 @@ REPORT = {
 def test_markdown_shows_each_figure_against_its_target():
     md = _markdown(REPORT)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
-    assert rows["cold build, empty caches, mirror reachable"].endswith("| 250.0 s | <= 180 s | no |  |")
+    assert rows["cold build, empty caches, mirror reachable"].endswith("| 250.0 s | <= 180 s | no |  |  |")
     noop_rebuild = rows["rebuild with nothing changed (archives checked, no VM started)"]
-    assert noop_rebuild.endswith("| 1.2 s | <= 3 s | yes |  |")
-    assert rows["boot of the built box to SSH ready"].endswith("| 19.5 s | <= 15 s | no |  |")
-    assert rows["compressed box size"].endswith("| 517.2 MB | <= 220 MB | no |  |")
-    assert len([r for r in rows.values() if r.endswith((" yes |  |", " no |  |"))]) == len(TARGETS)
+    assert noop_rebuild.endswith("| 1.2 s | <= 3 s | yes |  |  |")
+    assert rows["boot of the built box to SSH ready"].endswith("| 19.5 s | <= 15 s | no |  |  |")
+    assert rows["compressed box size"].endswith("| 517.2 MB | <= 220 MB | no |  |  |")
+    assert len([r for r in rows.values() if r.endswith((" yes |  |  |", " no |  |  |"))]) == len(TARGETS)
     assert rows["pgbench select-only tps"] == "| pgbench select-only tps | 900.0 | 600.0 | 1.5 |"
     assert rows["valkey-benchmark GET req/s"].endswith("| 21000.0 | None | None |")  # missing, not invented
     assert "2 cores, accelerator tcg" in md
@@ -41,7 +41,7 @@ def test_markdown_shows_each_figure_against_its_target():
 def test_the_whole_test_run_is_reported_from_the_newest_record_or_said_to_be_missing():
     md = _markdown(REPORT)
     row = next(line for line in md.splitlines() if line.startswith("| whole ./inv test"))
-    assert row.endswith("| not measured | <= 30 min | no |  |")
+    assert row.endswith("| not measured | <= 30 min | no |  |  |")
     assert "No whole `./inv test` from an empty cache has passed on this machine yet" in md
     run = {"started_at": "2026-12-02T22:23:40+00:00", "minutes": 29.5, "passed": 848, "failed": 0,
            "parts": {"builds, unit tests beside": {"minutes": 11.2, "cpu_busy_percent": 98},
@@ -49,9 +49,39 @@ def test_the_whole_test_run_is_reported_from_the_newest_record_or_said_to_be_mis
            "beside": {"unit tests (two test files at a time)": 10.6}}
     md = _markdown(dict(REPORT, figures=dict(REPORT["figures"], whole_test_min=29.5), whole_test_run=run))
     row = next(line for line in md.splitlines() if line.startswith("| whole ./inv test"))
-    assert row.endswith("| 29.5 min | <= 30 min | yes |  |")
+    assert row.endswith("| 29.5 min | <= 30 min | yes |  |  |")
     assert ("started 2026-12-02T22:23:40+00:00: 29.5 min, 848 tests passed. Minutes per part: builds, unit tests "
             "beside 11.2 (98% CPU busy), lab 2.2 (89% CPU busy); unit tests (two test files at a time) 10.6 of it.") in md
+
+
+def test_what_holds_each_target_not_met_is_its_cpu_work_or_for_the_box_its_largest_packages():
+    run = {"started_at": "2026-12-03T06:04:00+00:00", "minutes": 31.0, "passed": 855,
+           "parts": {"builds": {"minutes": 11.0, "cpu_busy_percent": 98},
+                     "infra": {"minutes": 20.0, "cpu_busy_percent": 80}}}
+    report = dict(REPORT, whole_test_run=run, figures=dict(REPORT["figures"], whole_test_min=31.0),
+                  cpu_busy_percent={"cold_build_s": 90, "noop_rebuild_s": 40, "template_rebuild_s": 60,
+                                    "test_s": 85},  # none for the boot
+                  box_by_package=[
+                      {"package": "linux-image-6.12.57+deb13-amd64", "installed_bytes": 1, "compressed_bytes": 65_400_000},
+                      {"package": "libllvm19", "installed_bytes": 1, "compressed_bytes": 33_449_999}])
+    held = floors(report)
+    assert held["cold_build_s"] == {"floor": 225.0, "cpu_busy_percent": 90, "above_target": True}
+    assert held["template_rebuild_s"] == {"floor": 66.0, "cpu_busy_percent": 60, "above_target": False}
+    assert held["test_s"]["floor"] == 340.0
+    # 31 min x (11 x 98 + 20 x 80) / 31 %
+    assert held["whole_test_min"] == {"floor": 26.8, "cpu_busy_percent": 86, "above_target": False}
+    assert held["box_mb"] == {"largest_packages_mb": {"linux-image-6.12.57+deb13-amd64": 65.4, "libllvm19": 33.4}}
+    assert "noop_rebuild_s" not in held  # met
+    assert "boot_to_ssh_s" not in held  # not met, but no CPU figure: nothing invented
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in _markdown(dict(report, floors=held)).splitlines()
+            if line.startswith("| ")}
+    assert "| no | 225.0 s of CPU work (90% busy), above the target |" in \
+        rows["cold build, empty caches, mirror reachable"]
+    assert "| no | 66.0 s of CPU work (60% busy), under the target: idle time, not work |" in \
+        rows["rebuild after editing one provisioning template"]
+    assert "| no | the products' packages: linux-image-6.12.57+deb13-amd64 65.4, libllvm19 33.4 MB |" in \
+        rows["compressed box size"]
+    assert rows["boot of the built box to SSH ready"].endswith("| no |  |  |")
 
 
 def test_best_figures_come_from_earlier_reports_of_the_same_image_and_host_kind_and_the_recorded_runs(tmp_path):
@@ -78,7 +108,7 @@ def test_best_figures_come_from_earlier_reports_of_the_same_image_and_host_kind_
     assert best["whole_test_min"] == {"value": 30.6, "measured_at": "2026-12-02T2a"}  # warm and partial runs left out
     md = _markdown(dict(REPORT, best=best))
     row = next(line for line in md.splitlines() if line.startswith("| cold build"))
-    assert row.endswith("| 250.0 s | <= 180 s | no | 142.5 s (2026-12-01T10:59) |")
+    assert row.endswith("| 250.0 s | <= 180 s | no |  | 142.5 s (2026-12-01T10:59) |")
     assert best_figures(tmp_path / "none-yet", dict(REPORT, figures={}))["whole_test_min"]["value"] == 30.6
     assert "cold_build_s" not in best_figures(tmp_path / "none-yet", dict(REPORT, figures={}))
 
