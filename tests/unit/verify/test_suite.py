@@ -202,9 +202,11 @@ def test_only_the_newest_runs_are_kept_and_an_unreadable_record_is_passed_over(t
     good = {"whole": True, "empty_cache_at_start": True, "ok": True, "minutes": 31.0}
     (runs / "20261201-100000.json").write_text(json.dumps(good))
     (runs / "20261202-100000.json").write_text("{not json")
+    (runs / "20261202-110000.json").write_text(json.dumps(dict(good, minutes="31.0")))  # not a number
+    (runs / "20261202-120000.json").write_text(json.dumps({k: v for k, v in good.items() if k != "minutes"}))
     assert newest_whole_run_from_empty_cache() == good
     from golden.verify.junit import Counts
     from golden.verify.suite import Stopwatch, record_test_run
     import datetime as dt
     record_test_run(Stopwatch(), dt.datetime(2026, 12, 3, tzinfo=dt.timezone.utc), Counts(1), True, False, False)
-    assert sorted(p.name for p in runs.glob("*")) == ["20261202-100000.json", "20261203-000000-000000.json"]
+    assert sorted(p.name for p in runs.glob("*")) == ["20261202-120000.json", "20261203-000000-000000.json"]
