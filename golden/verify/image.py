@@ -96,11 +96,13 @@ def run_in_two_passes(tests: str | Path, report: Path, work: Path, workers: int,
     shared, alone = work / "tests-shared.xml", work / "tests-alone.xml"
     at_a_time = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
     name = f"tests/{Path(tests).name}"
+    first, second = f"{name}, {workers} file{'s' if workers > 1 else ''} at a time", f"{name} marked alone"
     try:
-        with log.stage(f"{name}, {workers} file{'s' if workers > 1 else ''} at a time"):
-            rc_shared = run_pytest(tests, shared, "-m", "not alone", *at_a_time, *options, wrap=wrap)
-        with log.stage(f"{name} marked alone"):
-            rc_alone = run_pytest(tests, alone, "-m", "alone", *options, wrap=wrap)
+        with log.stage(first):  # each pass's suite named in the report
+            rc_shared = run_pytest(tests, shared, "-m", "not alone", "-o", f"junit_suite_name={first}", *at_a_time,
+                                   *options, wrap=wrap)
+        with log.stage(second):
+            rc_alone = run_pytest(tests, alone, "-m", "alone", "-o", f"junit_suite_name={second}", *options, wrap=wrap)
     finally:
         merge_junit([shared, alone], report)
     return rc_shared or rc_alone

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from golden.paths import REPO
@@ -83,6 +84,8 @@ def test_two_files_at_a_time_then_the_alone_ones_after_every_other_ended(tmp_pat
     counts = junit_counts(report)
     assert (counts.tests, counts.failures) == (6, 0)
     assert "==> tests/suite, 2 files at a time" in progress and "==> tests/suite marked alone" in progress
+    assert [suite.get("name") for suite in ET.parse(report).getroot()] == [
+        "tests/suite, 2 files at a time", "tests/suite marked alone"]
 
 
 def test_a_failure_in_the_first_pass_fails_the_run_and_the_alone_ones_still_run(tmp_path, monkeypatch):
