@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -71,13 +72,16 @@ class BuildLog:
         if proc.returncode != 0:
             with self.path.open() as f:
                 f.seek(offset)
-                last = f.read().splitlines()[-tail:]
+                # A Ruby backtrace (Vagrant's) would fill the tail: its message is the line above it.
+                last = [line for line in f.read().splitlines() if not RUBY_FRAME.match(line)][-tail:]
         self.write(f"$ ({Path(str(cmd[0])).name}: exit {proc.returncode} after {time.monotonic() - start:.1f}s)")
         if proc.returncode != 0:
             detail = "\n    ".join(last)
             raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
                               f"full log: {self.path}\n    {detail}")
 
+
+RUBY_FRAME = re.compile(r"\s+from /\S+\.rb:\d+:in ")
 
 # Tools running now, in any thread: an interrupt of parallel builds stops them all.
 _RUNNING: set[subprocess.Popen] = set()

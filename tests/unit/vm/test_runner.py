@@ -20,6 +20,18 @@ def test_failure_names_the_tool_and_shows_its_last_lines(tmp_path):
     assert "the real reason" in (tmp_path / "build.log").read_text()
 
 
+def test_a_ruby_backtrace_does_not_hide_the_error_above_it(tmp_path):
+    """Vagrant prints its error, then dozens of frames."""
+    frames = "; ".join(["echo \"    \tfrom /usr/lib/vagrant/lib/vagrant/warden.rb:48:in \\`call'\""] * 30)
+    log = BuildLog(tmp_path / "build.log")
+    with pytest.raises(GoldenError) as err:
+        log.run(["sh", "-c", f"echo 'Timed out while waiting for the machine to boot.'; {frames}; exit 1"])
+    assert "Timed out while waiting for the machine to boot." in str(err.value)
+    assert "warden.rb" not in str(err.value)
+    logged = (tmp_path / "build.log").read_text().splitlines()
+    assert len([line for line in logged if line.lstrip().startswith("from /usr")]) == 30  # the full log keeps them
+
+
 def test_each_command_logs_how_long_it_took(tmp_path):
     """The build log's breakdown below a stage: every tool's exit and seconds."""
     log = BuildLog(tmp_path / "build.log")
