@@ -34,7 +34,8 @@ from golden.paths import REPO
 from golden.spec import load_spec
 from golden.verify.image import validate_artifact
 from golden.verify.junit import seconds_by_test_file
-from golden.verify.suite import Stopwatch, cpu_ticks, newest_whole_run_from_empty_cache, whole_runs_from_empty_cache
+from golden.verify.suite import (Stopwatch, busy_percent, cpu_ticks, newest_whole_run_from_empty_cache,
+                                 whole_runs_from_empty_cache)
 from golden.vm.accel import probe_accelerator
 from golden.vm.keys import insecure_key_pair
 from golden.vm.qemu import QemuVM
@@ -157,12 +158,12 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
     disk = unpack_box(box, work / "box") / "box.img"
     private, _ = insecure_key_pair()
     vm = QemuVM([f"file={disk},format=qcow2,snapshot=on"], work / "bench-serial.log", accelerator, log)
-    start, (busy, total) = time.monotonic(), cpu_ticks()
+    start, ticks = time.monotonic(), cpu_ticks()
     vm.start()
     try:
         client = vm.login("vagrant", paramiko.PKey.from_path(private), timeout=600, step=0.5)
         boot = round(time.monotonic() - start, 1)
-        busy_after, total_after = cpu_ticks()
+        boot_busy = busy_percent(ticks, cpu_ticks())
         _run(client, "systemctl is-system-running --wait || true")
         phases = boot_phases(_run(client, "systemd-analyze time"), _run(client, "systemd-analyze blame --no-pager"),
                              _run(client, "systemd-analyze critical-chain --no-pager ssh.service"))
@@ -173,8 +174,7 @@ def boot_and_socket_bench(box: Path, work: Path, accelerator: str, log: BuildLog
         client.close()
     finally:
         vm.stop()
-    results = {"boot_to_ssh_s": boot, "boot_phases": phases,
-               "boot_cpu_busy_percent": round(100 * (busy_after - busy) / max(total_after - total, 1))}
+    results = {"boot_to_ssh_s": boot, "boot_phases": phases, "boot_cpu_busy_percent": boot_busy}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
         results[key] = float(value) if re.fullmatch(r"[0-9.]+", value) else None

@@ -96,6 +96,11 @@ def cpu_ticks(stat: str | None = None) -> tuple[int, int]:
     return total - idle, total
 
 
+def busy_percent(before: tuple[int, int], after: tuple[int, int]) -> int:
+    """How busy the CPUs were between two cpu_ticks() readings, in percent."""
+    return round(100 * (after[0] - before[0]) / max(after[1] - before[1], 1))
+
+
 class Stopwatch:
     """Seconds of each named part of a run, in the order they ran, and how
     busy the host's CPUs were meanwhile (near 100%: only less work makes it
@@ -106,13 +111,12 @@ class Stopwatch:
         self.beside: dict[str, float] = {}
 
     def part(self, name: str, fn, *args, **kwargs):
-        start, (busy, total) = time.monotonic(), cpu_ticks()
+        start, ticks = time.monotonic(), cpu_ticks()
         try:
             return fn(*args, **kwargs)
         finally:
             self.seconds[name] = round(time.monotonic() - start, 1)
-            busy_after, total_after = cpu_ticks()
-            self.busy[name] = round(100 * (busy_after - busy) / max(total_after - total, 1))
+            self.busy[name] = busy_percent(ticks, cpu_ticks())
 
     def summary(self) -> str:
         total = sum(self.seconds.values())
