@@ -23,6 +23,7 @@ from pathlib import Path
 import paramiko
 
 from golden import settings
+from golden.bench.host import reference_seconds
 from golden.bench.packages import package_sizes
 from golden.build import lock, mmdebstrap
 from golden.build.manifest import read_manifest
@@ -294,6 +295,11 @@ def best_figures(out_dir: Path, report: dict) -> dict[str, dict]:
                 and (earlier_host.get("cores"), earlier_host.get("accelerator")) == host:
             reports.append(earlier)
     best = {}
+    speeds = [(min(r["host"]["reference_s"].values()), r["started_at"]) for r in reports
+              if isinstance(r["host"].get("reference_s"), dict) and r["host"]["reference_s"]]
+    if speeds:
+        value, measured_at = min(speeds)
+        best["reference_s"] = {"value": value, "measured_at": measured_at}
     for key in TARGETS:
         if key == "whole_test_min":
             figures = [(run["minutes"], run.get("started_at", "")) for run in whole_runs_from_empty_cache()]
@@ -356,10 +362,22 @@ def _targets_markdown(report: dict) -> list[str]:
     return lines
 
 
+def _host_speed_markdown(report: dict) -> list[str]:
+    speed, quickest = report["host"].get("reference_s"), (report.get("best") or {}).get("reference_s")
+    if not speed:
+        return []
+    line = (f"Host speed: a fixed single-core deflate (golden/bench/host.py) took {speed['start']} s at the start "
+            f"and {speed['end']} s at the end")
+    if quickest:
+        line += f"; the quickest on this machine: {quickest['value']} s ({quickest['measured_at'][:16]})"
+    return ["", line + ". A slower host takes longer for the same work: compare figures at like speeds."]
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# golden benchmark {report['started_at']}", "",
              f"Image `{report['image']}`; host: {report['host']['cores']} cores, accelerator "
-             f"{report['host']['accelerator']}, {report['host']['qemu']}.", "", *_targets_markdown(report)]
+             f"{report['host']['accelerator']}, {report['host']['qemu']}.", *_host_speed_markdown(report), "",
+             *_targets_markdown(report)]
     lines += ["", "Stage seconds:", ""]
     for run, stages in report["stages"].items():
         lines.append(f"- {run}: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
@@ -476,6 +494,7 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         env = dict(os.environ, GOLDEN_CACHE=str(work / "cache"), GOLDEN_ARTIFACTS=str(artifacts),
                    GOLDEN_KEEP_VERSIONS="10", GOLDEN_CACHE_MAX_GB="100")
         watch = Stopwatch()
+        speed_at_start = reference_seconds()
         figures, stages, second = _measure_builds(repo, image, env, artifacts, log, watch)
         reused = [l.split(":")[0].split()[-1] for l in _stage_lines(second / "build.log")]
         with log.stage("image validation (./inv test's image part)"):
@@ -504,6 +523,7 @@ def run_bench(image: str, out_dir: Path, echo=sys.stdout) -> Path:
         report = _report(started, image, accelerator, figures, stages, reused, size_steps(
             read_manifest(second / "manifest.json")["sizes"], without_excludes, without_fstrim), vm_results, breakdown,
             whole_test_run, watch.busy)
+        report["host"]["reference_s"] = {"start": speed_at_start, "end": reference_seconds()}
         report.update(floors=floors(report), best=best_figures(out_dir, report))
         return _write_report(report, out_dir / stamp, log)
     finally:

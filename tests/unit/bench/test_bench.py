@@ -267,3 +267,25 @@ def test_the_rootfs_filed_under_two_keys_is_one(tmp_path, monkeypatch):
     (tmp_path / "rootfs" / "other" / "rootfs.tar").write_bytes(b"tar")  # same bytes, another file
     with pytest.raises(BenchError, match="expected the one rootfs of the bench's builds, found 2"):
         the_rootfs_tar(tmp_path)
+
+
+def test_the_host_speed_is_measured_on_fixed_work_and_reported_beside_the_quickest(tmp_path):
+    import hashlib
+    import json
+    from golden.bench.host import reference_data, reference_seconds
+    # The same work on every run, or reports of different runs cannot be compared.
+    assert hashlib.sha256(reference_data()).hexdigest().startswith("22abf874b68018ef")
+    assert 0 < reference_seconds(rounds=1) < 60
+    assert "Host speed" not in _markdown(REPORT)  # a report from before it was measured
+    reports = tmp_path / "bench"
+    reports.mkdir()
+    for name, host in (("1.json", dict(REPORT["host"], reference_s={"start": 0.61, "end": 0.48})),
+                       ("2.json", dict(REPORT["host"], accelerator="kvm", reference_s={"start": 0.2, "end": 0.2})),
+                       ("3.json", REPORT["host"])):  # another host kind; one without it
+        (reports / name).write_text(json.dumps(dict(REPORT, started_at=f"2026-12-03T1{name[0]}:00:00+00:00",
+                                                    host=host)))
+    this = dict(REPORT, host=dict(REPORT["host"], reference_s={"start": 0.7, "end": 0.66}))
+    best = best_figures(reports, this)
+    assert best["reference_s"] == {"value": 0.48, "measured_at": "2026-12-03T11:00:00+00:00"}
+    assert ("Host speed: a fixed single-core deflate (golden/bench/host.py) took 0.7 s at the start and 0.66 s at "
+            "the end; the quickest on this machine: 0.48 s (2026-12-03T11:00).") in _markdown(dict(this, best=best))
