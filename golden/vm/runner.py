@@ -14,6 +14,9 @@ from pathlib import Path
 
 from golden.errors import GoldenError
 
+# A frame of a Ruby backtrace (Vagrant's), left out of a failure's message.
+RUBY_FRAME = re.compile(r"\s+from /\S+\.rb:\d+:in ")
+
 
 class BuildLog:
     """Appends every tool's output to one log file; prints stage progress."""
@@ -80,8 +83,6 @@ class BuildLog:
             raise GoldenError(f"{Path(str(cmd[0])).name} failed (exit {proc.returncode}); "
                               f"full log: {self.path}\n    {detail}")
 
-
-RUBY_FRAME = re.compile(r"\s+from /\S+\.rb:\d+:in ")
 
 # Tools running now, in any thread: an interrupt of parallel builds stops them all.
 _RUNNING: set[subprocess.Popen] = set()
