@@ -141,3 +141,18 @@ def test_probe_passes_no_password_on_its_command_line(host):
     assert "argv: -s /var/run/valkey/valkey.sock --user probe" in out
     assert password not in out.split("argv:")[1].split("env:")[0]
     assert f"env: {password}" in out  # REDISCLI_AUTH, readable by its own user only
+
+
+def test_a_stopped_app_ends_inactive_not_failed(host):
+    """`systemctl stop` ends the container with SIGTERM; switcher's runuser
+    then exits 143, which Podman passes on. The unit ends clean, as a native
+    service that dies of SIGTERM does, not failed."""
+    assert wait_until(lambda: host.service("switcher").is_running, 180)
+    try:
+        host.run("sudo systemctl stop switcher")
+        shown = host.check_output("systemctl show -p ActiveState -p Result -p ExecMainStatus switcher")
+        assert dict(line.split("=", 1) for line in shown.splitlines()) == {
+            "ActiveState": "inactive", "Result": "success", "ExecMainStatus": "143"}
+    finally:
+        host.run("sudo systemctl reset-failed switcher; sudo systemctl start switcher")
+    assert wait_until(lambda: host.service("switcher").is_running, 120)
