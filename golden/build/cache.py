@@ -26,6 +26,7 @@ from typing import Callable
 from golden import settings
 from golden.build.slots import slot_given_up
 from golden.paths import REPO
+from golden.vm.runner import pause_unless_interrupted
 
 
 def cache_dir() -> Path:
@@ -116,8 +117,20 @@ def cached_stage(kind: str, key: str, build: Callable[[Path], None], log, force:
         except BlockingIOError:
             log.say(f"    {kind}: another build is making it; waiting, its job slot free meanwhile")
             with slot_given_up():
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                _wait_for(lock_file)
         return _cached_stage(final, kind, key, build, log, force)
+
+
+def _wait_for(lock_file) -> None:
+    """Takes lock_file once the build holding it (in this process or
+    another) lets go; stops waiting when the run is interrupted, which a
+    blocking flock in a worker thread would not."""
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pause_unless_interrupted(0.2, "the rest of this build")
 
 
 def _cached_stage(final: Path, kind: str, key: str, build, log, force: bool) -> Path:

@@ -96,6 +96,13 @@ def refuse_after_interrupt(what: str) -> None:
         raise GoldenError(f"interrupted: {what} not started")
 
 
+def pause_unless_interrupted(seconds: float, what: str) -> None:
+    """Waits up to seconds, or raises as refuse_after_interrupt at once when
+    the run is stopped (a worker thread never sees the interrupt itself)."""
+    if _STOPPING.wait(seconds):
+        refuse_after_interrupt(what)
+
+
 def stop_all_running() -> None:
     """After an interrupt: stops every tool running and lets no new one start
     (a build waiting for a shared stage would otherwise go on to run it)."""

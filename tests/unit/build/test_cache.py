@@ -183,3 +183,46 @@ def test_this_process_keeps_using_the_cache_after_asking_to_be_its_sole_user(cac
     with sole_user() as sole:  # alone now (another process would wait to start using it)
         assert sole
     assert not _another_process_is_sole_user()  # back to a read lock, still held
+
+
+def test_a_build_waiting_for_another_process_stops_waiting_when_interrupted(cache):
+    """Another process holds the entry's lock (its build runs on). Interrupted,
+    this run stops waiting at once: its builds are threads, which never see
+    the interrupt themselves, so a blocking wait would hold the run until the
+    other process's stage ended."""
+    import subprocess
+    import sys
+    import threading
+    from golden.errors import GoldenError
+    from golden.vm.runner import stop_all_running
+    (cache / ".locks").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)",
+         str(cache / ".locks" / "rootfs-held")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        calls, log, outcome = [], Log(), {}
+
+        def waiting_build():
+            try:
+                cached_stage("rootfs", "held", _stage(calls), log)
+            except GoldenError as exc:
+                outcome["error"] = str(exc)
+        thread = threading.Thread(target=waiting_build)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not log.lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.lines == ["    rootfs: another build is making it; waiting, its job slot free meanwhile"]
+        time.sleep(0.5)
+        assert thread.is_alive()  # still waiting: the other process holds the lock
+        stopped = time.monotonic()
+        stop_all_running()
+        thread.join(10)
+        assert not thread.is_alive() and time.monotonic() - stopped < 2
+        assert outcome == {"error": "interrupted: the rest of this build not started"}
+        assert calls == [] and not (cache / "rootfs" / "held").exists()
+    finally:
+        holder.kill()
+        holder.wait()
